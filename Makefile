@@ -1,0 +1,40 @@
+# One entry point per task; each target installs what it needs from the lock file first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYCARET_CUSTOM_LOGGING_PATH ?= $(CURDIR)/data/logs/pycaret.log
+
+.PHONY: venv demo test dev bench lint lock clean
+
+$(STAMP): requirements.lock requirements-bootstrap.txt build-constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-bootstrap.txt
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes --build-constraints build-constraints.txt requirements.lock
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python run.py -mode demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+dev: $(STAMP)
+	$(BIN)/python run.py -mode dev
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest_history.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Re-resolve the lock after editing requirements.in (the only step that may pick new versions).
+lock: $(STAMP)
+	$(BIN)/uv pip compile requirements.in --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,122 @@
+"""Ingest one batch file into ``raw`` (plain orchestration, called by the ``raw`` asset).
+
+Order of effects, chosen so a crash at any point loses nothing and duplicates nothing:
+read and check the file -> one Delta commit replacing the batch in ``raw`` -> record the batch in
+``batches`` -> move the file from the inbox to the archive. A crash before the move leaves the
+file in the inbox; ingesting it again replaces the same batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from assets.batch_reader import (
+    BatchRejected,
+    batch_meta,
+    conform_to_contract,
+    file_sha256,
+    quarantine_file,
+    read_batch_file,
+)
+from assets.contract import Contract, ensure_contract
+from config.schema import BATCH_ID_PATTERN, PipelineConfig
+from lake.delta import Lake
+from lake.paths import DataPaths
+from lake.tables import BATCH_COLUMN, BATCHES, BATCHES_SCHEMA, INGESTED_AT_COLUMN, RAW, SOURCE_FILE_COLUMN
+
+log = logging.getLogger(__name__)
+IGNORED_SUFFIXES = (".tmp", ".reason.json", ".part")
+
+
+def is_batch_file(path: Path) -> bool:
+    """Files the pipeline picks up: not hidden, not temporary, not a quarantine reason."""
+    return path.is_file() and not path.name.startswith(".") and not path.name.endswith(IGNORED_SUFFIXES)
+
+
+def batch_id_of(path: Path) -> str:
+    """The batch id (and Dagster partition key) of a file: its name without extensions."""
+    return path.name.split(".")[0]
+
+
+def valid_batch_id(batch_id: str) -> bool:
+    return bool(BATCH_ID_PATTERN.match(batch_id))
+
+
+def find_batch_file(paths: DataPaths, batch_id: str) -> Path:
+    """The file of a batch: waiting in the inbox, or already archived (a re-run)."""
+    for folder in (paths.inbox, paths.archive):
+        found = sorted(p for p in folder.glob(f"{batch_id}.*") if is_batch_file(p) and batch_id_of(p) == batch_id)
+        if len(found) > 1:
+            raise FileExistsError(f"batch {batch_id!r} has several files in {folder}: {[p.name for p in found]}")
+        if found:
+            return found[0]
+    in_quarantine = [p for p in paths.quarantine.glob(f"{batch_id}.*") if is_batch_file(p)]
+    hint = f"; it was quarantined, see {in_quarantine[0]}.reason.json" if in_quarantine else ""
+    raise FileNotFoundError(f"no file for batch {batch_id!r} in {paths.inbox} or {paths.archive}{hint}")
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    batch_id: str
+    source_file: str
+    rows: int
+    raw_version: int
+    meta: dict
+    type_errors: dict[str, int]
+    extra_columns: list[str]
+    contract: Contract
+
+
+def _record_batch(lake: Lake, row: dict) -> None:
+    full = {f.name: row.get(f.name) for f in BATCHES_SCHEMA}
+    # a predicate overwrite, not a merge: it rewrites only the file holding this batch's row
+    lake.overwrite_batch(BATCHES, pd.DataFrame([full]), row["batch_id"], schema=BATCHES_SCHEMA, column="batch_id")
+
+
+def ingest_batch(batch_id: str, cfg: PipelineConfig, paths: DataPaths, lake: Lake,
+                 run_id: str | None = None) -> IngestOutcome:
+    """Read, check, type and store one batch in ``raw``; quarantine it if it is malformed.
+
+    Raises :class:`BatchRejected` after quarantining the file and recording the reason in the
+    ``batches`` table.
+    """
+    path = find_batch_file(paths, batch_id)
+    sha, size = file_sha256(path), path.stat().st_size
+    now = datetime.now(UTC)
+    base = {"batch_id": batch_id, "source_file": path.name, "file_sha256": sha, "file_bytes": size,
+            "ingested_at": now, "run_id": run_id}
+    try:
+        frame = read_batch_file(path, cfg)
+        try:
+            contract = ensure_contract(lake, frame, cfg, batch_id)
+        except ValueError as exc:
+            raise BatchRejected("missing_columns" if "not in the batch" in str(exc) else "contract_conflict",
+                                str(exc)) from exc
+        conformed = conform_to_contract(frame, contract, cfg)
+    except BatchRejected as rejection:
+        if path.parent == paths.inbox:
+            quarantine_file(path, paths.quarantine, batch_id, rejection, run_id)
+        _record_batch(lake, {**base, "status": "quarantined", "reason_code": rejection.code,
+                             "reason": rejection.message})
+        raise
+    typed = conformed.frame
+    meta = batch_meta(frame, typed, contract.time)
+    stored = typed.assign(**{BATCH_COLUMN: batch_id, SOURCE_FILE_COLUMN: path.name,
+                             INGESTED_AT_COLUMN: pd.Timestamp(now).as_unit("us")})
+    version = lake.overwrite_batch(RAW, stored, batch_id, schema=contract.arrow_schema())
+    _record_batch(lake, {**base, **meta, "status": "ingested",
+                         "type_errors": json.dumps(conformed.type_errors),
+                         "extra_columns": json.dumps(conformed.extra_columns)})
+    if path.parent == paths.inbox:
+        paths.archive.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), paths.archive / path.name)
+    log.info("ingested %s: %d rows into raw v%d", batch_id, len(typed), version)
+    return IngestOutcome(batch_id, path.name, len(typed), version, meta, conformed.type_errors,
+                         conformed.extra_columns, contract)

@@ -1,0 +1,129 @@
+"""Partitioned assets of the ingestion pipeline: raw -> quality -> cleaned -> features.
+
+Each asset is a thin wrapper: it reads its batch from the lake, calls a plain function and
+writes the result back as one Delta commit, then reports metadata to the Dagster UI.
+"""
+
+
+import json
+
+import dagster as dg
+
+from assets.batch_reader import BatchRejected
+from assets.ingest import ingest_batch
+from assets.metadata import numbers, preview, timestamp
+from assets.partitions import batches_partitions
+from assets.resources import LakehouseResource
+from assets.steps import cleaning_step, features_step, quality_step
+from config.schema import QUALITY_CHECKS, PipelineConfig
+from lake.tables import QUALITY_BATCH_ROW, RAW
+
+INGEST_GROUP = "ingest"
+
+
+def _step(fn, *args):
+    try:
+        return fn(*args)
+    except LookupError as exc:  # no contract yet: say what to do instead of a traceback
+        raise dg.Failure(str(exc)) from exc
+
+
+@dg.asset(partitions_def=batches_partitions, group_name=INGEST_GROUP, kinds={"deltalake", "pandas"},
+          description="Source rows of each batch as they arrived, typed to the schema contract, with "
+                      "`_batch_id`, `_source_file`, `_ingested_at`. A malformed batch file is moved to "
+                      "quarantine with a reason and this step fails with that reason.")
+def raw(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    cfg, paths, lake = lakehouse.cfg(), lakehouse.paths(), lakehouse.lake()
+    batch_id = context.partition_key
+    try:
+        outcome = ingest_batch(batch_id, cfg, paths, lake, run_id=context.run_id)
+    except BatchRejected as rejection:
+        raise dg.Failure(
+            description=f"batch {batch_id} quarantined ({rejection.code}): {rejection.message}",
+            metadata={"reason_code": rejection.code, "reason": rejection.message,
+                      "quarantine": dg.MetadataValue.path(str(paths.quarantine)),
+                      "details": dg.MetadataValue.json(rejection.details)},
+            allow_retries=False,
+        ) from rejection
+    meta = outcome.meta
+    frame = lake.read_batch(RAW, batch_id)
+    return dg.MaterializeResult(metadata={
+        **numbers({"row_count": outcome.rows, "missing_share": meta["missing_share"],
+                   "duplicate_share": meta["duplicate_share"], "type_errors": sum(outcome.type_errors.values()),
+                   "delta_version": outcome.raw_version}),
+        "time_min": timestamp(meta["time_min"]), "time_max": timestamp(meta["time_max"]),
+        "source_file": outcome.source_file,
+        "extra_columns_dropped": dg.MetadataValue.json(outcome.extra_columns),
+        "table_uri": dg.MetadataValue.path(lake.uri(RAW)),
+        "preview": preview(frame),
+    })
+
+
+def _quality_checks(cfg: PipelineConfig) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(name, asset="quality", blocking=name in cfg.quality.blocking_checks)
+            for name in QUALITY_CHECKS]
+
+
+def build_quality_asset(cfg: PipelineConfig) -> dg.AssetsDefinition:
+    """The quality asset; which of its checks block downstream steps comes from the config."""
+
+    @dg.asset(name="quality", partitions_def=batches_partitions, group_name=INGEST_GROUP, deps=[raw],
+              kinds={"deltalake"}, check_specs=_quality_checks(cfg),
+              description="Per batch and column: missing share, distinct count, min/max/mean, out-of-range "
+                          "share, unseen categories; batch totals with a quality score. Checks enforce the "
+                          "thresholds of `quality:` in the config (blocking ones stop cleaning).")
+    def quality(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
+        result = _step(quality_step, lakehouse.lake(), lakehouse.cfg(), context.partition_key)
+        rows, version = result.rows, result.version
+        batch = rows[rows["column"] == QUALITY_BATCH_ROW].iloc[0]
+        per_column = rows[rows["column"] != QUALITY_BATCH_ROW][
+            ["column", "role", "missing_share", "distinct_count", "min", "max", "out_of_range_share", "unseen_share"]]
+        yield dg.MaterializeResult(metadata={
+            **numbers({"quality_score": float(batch.score), "missing_share": float(batch.missing_share),
+                       "duplicate_share": float(batch.duplicate_share),
+                       "out_of_range_share": float(batch.out_of_range_share),
+                       "unseen_category_share": float(batch.unseen_share), "row_count": int(batch.row_count),
+                       "delta_version": version}),
+            "per_column": dg.MetadataValue.md(per_column.round(4).to_markdown(index=False)),
+        })
+        for outcome in result.checks:
+            yield dg.AssetCheckResult(check_name=outcome.name, asset_key="quality", passed=bool(outcome.passed),
+                                      description=outcome.description,
+                                      metadata={k: float(v) for k, v in outcome.metadata.items()},
+                                      severity=dg.AssetCheckSeverity.ERROR)
+
+    return quality
+
+
+@dg.asset(partitions_def=batches_partitions, group_name=INGEST_GROUP, deps=["quality"], kinds={"deltalake", "pandas"},
+          description="Rows of each batch after the cleaning rules of `cleaning:` in the config; what each "
+                      "rule removed or changed is in the metadata.")
+def cleaned(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    cfg = lakehouse.cfg()
+    result = _step(cleaning_step, lakehouse.lake(), cfg, context.partition_key)
+    kept, counts, version = result.frame, result.counts, result.version
+    return dg.MaterializeResult(metadata={
+        **numbers({**counts, "kept_share": counts["rows_out"] / max(counts["rows_in"], 1),
+                   "delta_version": version}),
+        "rules": dg.MetadataValue.json(json.loads(cfg.cleaning.model_dump_json())),
+        "preview": preview(kept),
+    })
+
+
+@dg.asset(partitions_def=batches_partitions, group_name=INGEST_GROUP, deps=[cleaned], kinds={"deltalake", "pandas"},
+          description="Model-ready rows from `build_features(df, spec)`, the same function serving calls: "
+                      "event time, time features, typed numeric/categorical/text columns, encoded target.")
+def features(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    result, spec = _step(features_step, lakehouse.lake(), lakehouse.cfg(), context.partition_key)
+    frame, version = result.frame, result.version
+    cols = spec.feature_columns
+    target = frame[spec.target]
+    return dg.MaterializeResult(metadata={
+        **numbers({"row_count": len(frame), "feature_count": len(cols),
+                   "missing_share": float(frame[cols].isna().to_numpy().mean()) if len(frame) else 0.0,
+                   "delta_version": version}),
+        **({"target_mean": dg.MetadataValue.float(float(target.mean()))}
+           if str(target.dtype) in ("Int64", "float64") and len(frame) else {}),
+        "time_min": timestamp(frame["event_time"].min()), "time_max": timestamp(frame["event_time"].max()),
+        "preview": preview(frame),
+    })

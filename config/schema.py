@@ -1,0 +1,234 @@
+"""The one validated configuration model, loaded from ``config/*.yaml``.
+
+Every component (stream emulator, Dagster assets and sensors, command line, later the router)
+reads its settings from a :class:`PipelineConfig`. Unknown keys are rejected so that a typo
+fails at load time instead of silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TIME_FEATURES = ("hour", "day_of_week", "day_of_month", "month", "day_of_year", "is_weekend")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceFile(_Strict):
+    """A tabular file: CSV, XLSX or Parquet, given by path or as data shipped in a package."""
+
+    path: str = Field(description="File path; relative paths resolve against the config file's "
+                      "folder, or against the package root when `package` is set.")
+    package: str | None = Field(
+        default=None, description="Python package that ships the file as package data.")
+    format: Literal["csv", "xlsx", "parquet"] | None = Field(
+        default=None, description="File format; inferred from the extension when absent.")
+    sheet: str | int | None = Field(default=None, description="XLSX sheet name or index.")
+    read_options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Extra keyword arguments for the pandas reader.")
+
+
+class JoinSpec(_Strict):
+    """A lookup source joined onto the main source before streaming."""
+
+    source: SourceFile
+    keys: list[str] = Field(min_length=1, description="Key columns present in both tables "
+                            "(not `on`: YAML 1.1 reads a bare `on` as true).")
+    how: Literal["left", "inner"] = "left"
+    columns: list[str] | None = Field(
+        default=None, description="Columns of the lookup to keep (keys are added); all if absent.")
+    prefix: str = Field(default="", description="Prefix for the lookup's non-key columns.")
+
+
+class DatasetConfig(_Strict):
+    """What the data is: where it comes from, which column is time and which is the target."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    source: SourceFile
+    joins: list[JoinSpec] = Field(default_factory=list)
+    derived_columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="name -> pandas `DataFrame.eval` expression, evaluated after the joins.")
+    time_column: str
+    target: str
+    task: Literal["classification", "regression"]
+    id_column: str | None = None
+    numeric: list[str] | None = Field(default=None, description="Explicit numeric features.")
+    categorical: list[str] | None = Field(default=None, description="Explicit categorical features.")
+    text: list[str] | None = Field(default=None, description="Explicit free-text features.")
+    ignore: list[str] = Field(default_factory=list, description="Columns never used as features.")
+
+    @model_validator(mode="after")
+    def _roles_disjoint(self) -> DatasetConfig:
+        special = [c for c in (self.time_column, self.target, self.id_column) if c]
+        if len(set(special)) != len(special):
+            raise ValueError("time_column, target and id_column must be different columns")
+        seen: dict[str, str] = {}
+        for role in ("numeric", "categorical", "text", "ignore"):
+            for col in getattr(self, role) or []:
+                if col in special:
+                    raise ValueError(f"column {col!r} is listed in {role} but is the time, target or id column")
+                if col in seen:
+                    raise ValueError(f"column {col!r} is listed in both {seen[col]} and {role}")
+                seen[col] = role
+        return self
+
+
+class StreamConfig(_Strict):
+    """How the emulator cuts the source into batches."""
+
+    batch_by: Literal["rows", "time"] = "time"
+    batch_rows: int = Field(default=5000, gt=0, description="Rows per batch when batch_by=rows.")
+    batch_window: str = Field(
+        default="1MS", description="pandas offset alias when batch_by=time, e.g. 7D, 1MS.")
+    file_format: Literal["csv", "parquet"] = "csv"
+    max_batches: int | None = Field(default=None, gt=0, description="Stop after this many batches.")
+
+    @field_validator("batch_window")
+    @classmethod
+    def _valid_offset(cls, value: str) -> str:
+        from pandas.tseries.frequencies import to_offset
+
+        try:
+            to_offset(value)
+        except ValueError as exc:
+            raise ValueError(f"not a pandas offset alias ({exc})") from exc
+        return value
+
+
+class IngestConfig(_Strict):
+    """Acceptance rules for a batch file; a batch that breaks them is quarantined."""
+
+    encoding: str = "utf-8"
+    max_type_error_share: float = Field(
+        default=0.05, ge=0, le=1,
+        description="Share of non-empty values of a typed column that may fail to parse before "
+        "the batch counts as having the wrong type (below it they become missing).")
+    extra_columns: Literal["drop", "reject"] = Field(
+        default="drop", description="Columns not in the schema contract: dropped (and listed in "
+        "the batch record) or the batch is rejected.")
+
+
+class RangeSpec(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RangeSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+QUALITY_CHECKS = ("missing_within_limits", "duplicates_within_limit", "values_in_range",
+                  "unseen_categories_within_limit", "quality_score_above_min")
+
+
+class QualityConfig(_Strict):
+    """Thresholds of the data-quality checks on every batch."""
+
+    max_missing_share: float = Field(default=0.5, ge=0, le=1)
+    max_missing_share_by_column: dict[str, float] = Field(default_factory=dict)
+    max_duplicate_share: float = Field(default=0.01, ge=0, le=1)
+    ranges: dict[str, RangeSpec] = Field(default_factory=dict)
+    max_out_of_range_share: float = Field(default=0.01, ge=0, le=1)
+    max_unseen_category_share: float = Field(default=0.05, ge=0, le=1)
+    max_tracked_categories: int = Field(default=1000, gt=0)
+    min_score: float = Field(default=0.8, ge=0, le=1)
+    blocking_checks: list[str] = Field(default_factory=lambda: ["quality_score_above_min"])
+
+    @field_validator("blocking_checks")
+    @classmethod
+    def _known_checks(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(QUALITY_CHECKS))
+        if unknown:
+            raise ValueError(f"unknown check(s) {unknown}; expected names from {list(QUALITY_CHECKS)}")
+        return value
+
+
+class CleaningConfig(_Strict):
+    """Rules that turn a raw batch into the cleaned batch, applied in this order."""
+
+    drop_missing_time: bool = True
+    drop_missing_target: bool = True
+    drop_duplicates: bool = True
+    max_row_missing_share: float = Field(default=0.5, ge=0, le=1)
+    out_of_range: Literal["clip", "drop", "null", "keep"] = "clip"
+    normalize_categories: bool = Field(
+        default=True, description="Trim whitespace and turn empty strings into missing values.")
+
+
+class FeaturesConfig(_Strict):
+    time_features: list[str] = Field(default_factory=lambda: ["hour", "day_of_week", "month"])
+    timezone: str = Field(default="UTC", description="IANA zone in which time features are read, "
+                          "e.g. America/New_York for local hour of day.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("time_features")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(TIME_FEATURES))
+        if unknown:
+            raise ValueError(f"unknown time feature(s) {unknown}; expected names from {list(TIME_FEATURES)}")
+        return value
+
+
+class EdaConfig(_Strict):
+    max_rows: int = Field(default=100_000, gt=0, description="Rows sampled for the plots.")
+    max_columns: int = Field(default=24, gt=0, description="Columns plotted at most.")
+
+
+class StorageConfig(_Strict):
+    """Where the lake lives. Local by default under the data root; any deltalake URI otherwise."""
+
+    lake_uri: str | None = Field(default=None, description="e.g. s3://bucket/lake; default <data root>/lake")
+    storage_options: dict[str, str] = Field(default_factory=dict)
+    commit_retries: int = Field(default=8, ge=0, description="Retries of a Delta commit on conflict.")
+    checkpoint_interval: int = Field(default=10, ge=1, description="Delta checkpoint every N commits "
+                                     "(new tables), so opening a table stays cheap as commits pile up.")
+
+
+class DagsterConfig(_Strict):
+    inbox_poll_seconds: int = Field(default=15, ge=1)
+    max_runs_per_tick: int = Field(default=25, ge=1)
+
+
+class PipelineConfig(_Strict):
+    """Root of the configuration file."""
+
+    dataset: DatasetConfig
+    stream: StreamConfig = Field(default_factory=StreamConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    eda: EdaConfig = Field(default_factory=EdaConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    dagster: DagsterConfig = Field(default_factory=DagsterConfig)
+
+    @model_validator(mode="after")
+    def _range_columns_known(self) -> PipelineConfig:
+        numeric = self.dataset.numeric
+        if numeric is not None:
+            unknown = sorted(set(self.quality.ranges) - set(numeric))
+            if unknown:
+                raise ValueError(f"quality.ranges names column(s) {unknown} that are not in dataset.numeric")
+        return self
+
+
+BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -1,0 +1,38 @@
+"""The Dagster code location: assets, checks, jobs and sensors of the lakehouse.
+
+``dagster dev`` loads ``defs`` from here (see workspace.yaml). The configuration file and the
+data root come from ``LAKEHOUSE_CONFIG`` / ``LAKEHOUSE_DATA`` (or the defaults);
+:func:`build_definitions` builds the same thing for another config or root (tests, run.py).
+"""
+
+
+import dagster as dg
+
+from assets.eda_asset import eda_report
+from assets.ingest_assets import build_quality_asset, cleaned, features, raw
+from assets.partitions import batches_partitions
+from assets.resources import LakehouseResource
+from config import load_config
+from sensors.inbox import INGEST_JOB, build_inbox_sensor
+
+
+def build_definitions(config_path: str | None = None, data_root: str | None = None) -> dg.Definitions:
+    """Definitions bound to one configuration file and one data root."""
+    cfg = load_config(config_path)
+    quality = build_quality_asset(cfg)
+    ingest_job = dg.define_asset_job(
+        INGEST_JOB,
+        selection=dg.AssetSelection.assets(raw, quality, cleaned, features, eda_report),
+        partitions_def=batches_partitions,
+        description="One batch file: raw -> quality (checks) -> cleaned -> features, then the EDA report.",
+        tags={"lakehouse/pipeline": "ingest"},
+    )
+    return dg.Definitions(
+        assets=[raw, quality, cleaned, features, eda_report],
+        jobs=[ingest_job],
+        sensors=[build_inbox_sensor(cfg.dagster.inbox_poll_seconds, cfg.dagster.max_runs_per_tick)],
+        resources={"lakehouse": LakehouseResource(config_path=config_path or "", data_root=data_root or "")},
+    )
+
+
+defs = build_definitions()

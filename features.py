@@ -1,0 +1,123 @@
+"""``build_features(df, spec)``: the one feature function, called by training and by serving.
+
+It only derives and types columns; imputation, encoding and scaling belong to the model
+pipeline (fitted on training data), so the ``features`` table keeps missing values as missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from lake.tables import BATCH_COLUMN, EVENT_TIME_COLUMN, TS
+
+BOOLEAN_LABELS = {"true": 1, "false": 0, "yes": 1, "no": 0, "1": 1, "0": 0, "1.0": 1, "0.0": 0}
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything ``build_features`` needs: roles of the columns and the task.
+
+    Built from the configuration and the lake's schema contract (:meth:`from_contract`); the
+    model registry stores it with each model so serving rebuilds exactly the training features.
+    """
+
+    task: str
+    time_column: str
+    target: str
+    id_column: str | None
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    text: tuple[str, ...]
+    time_features: tuple[str, ...]
+    timezone: str = "UTC"
+
+    @classmethod
+    def from_contract(cls, contract, cfg) -> FeatureSpec:
+        ids = contract.names("id")
+        return cls(task=cfg.dataset.task, time_column=contract.time, target=contract.target,
+                   id_column=ids[0] if ids else None, numeric=tuple(contract.names("numeric")),
+                   categorical=tuple(contract.names("categorical")), text=tuple(contract.names("text")),
+                   time_features=tuple(cfg.features.time_features), timezone=cfg.features.timezone)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Model inputs, in a fixed order: time features, numeric, categorical, text."""
+        return [*self.time_features, *self.numeric, *self.categorical, *self.text]
+
+    def arrow_schema(self, target_type: pa.DataType | None) -> pa.Schema:
+        """Schema of the ``features`` table (target type as produced by :func:`encode_target`)."""
+        fields = [pa.field(EVENT_TIME_COLUMN, TS)]
+        fields += [pa.field(c, pa.int64()) for c in self.time_features]
+        fields += [pa.field(c, pa.float64()) for c in self.numeric]
+        fields += [pa.field(c, pa.string()) for c in (*self.categorical, *self.text)]
+        if self.id_column:
+            fields.append(pa.field(self.id_column, pa.string()))
+        if target_type is not None:
+            fields.append(pa.field(self.target, target_type))
+        fields.append(pa.field(BATCH_COLUMN, pa.string()))
+        return pa.schema(fields)
+
+
+def time_features(times: pd.Series, names: tuple[str, ...], timezone: str) -> pd.DataFrame:
+    """Calendar features of event times, read in ``timezone``."""
+    local = pd.to_datetime(times, utc=True).dt.tz_convert(timezone)
+    makers = {
+        "hour": lambda t: t.dt.hour,
+        "day_of_week": lambda t: t.dt.dayofweek,
+        "day_of_month": lambda t: t.dt.day,
+        "month": lambda t: t.dt.month,
+        "day_of_year": lambda t: t.dt.dayofyear,
+        "is_weekend": lambda t: (t.dt.dayofweek >= 5).astype(int),
+    }
+    return pd.DataFrame({n: makers[n](local).astype("int64") for n in names}, index=times.index)
+
+
+def encode_target(values: pd.Series, task: str) -> pd.Series:
+    """Regression: float. Classification: 0/1 for boolean labels, integers for integer labels,
+    otherwise the labels as strings (PyCaret encodes them)."""
+    if task == "regression":
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    labels = values.astype(object).where(values.notna(), None)
+    present = {str(v).strip().lower() for v in labels.dropna().unique()}
+    if present and present <= set(BOOLEAN_LABELS):
+        return labels.map(lambda v: None if v is None else BOOLEAN_LABELS[str(v).strip().lower()]).astype("Int64")
+    as_num = pd.to_numeric(labels, errors="coerce")
+    if labels.notna().any() and as_num[labels.notna()].notna().all() and np.all(as_num.dropna() % 1 == 0):
+        return as_num.astype("Int64")
+    return labels.map(lambda v: None if v is None else str(v))
+
+
+def target_arrow_type(task: str, encoded: pd.Series) -> pa.DataType:
+    if task == "regression":
+        return pa.float64()
+    return pa.int64() if str(encoded.dtype) == "Int64" else pa.string()
+
+
+def build_features(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Model-ready rows: event time, time features, typed numeric / categorical / text columns,
+    the id and the encoded target when present, and ``_batch_id`` when present.
+
+    Works on a training batch (with target) and on a serving request (without one).
+    """
+    missing = [c for c in [spec.time_column, *spec.numeric, *spec.categorical, *spec.text] if c not in df.columns]
+    if missing:
+        raise KeyError(f"build_features: column(s) {missing} are missing")
+    times = pd.to_datetime(df[spec.time_column], utc=True)
+    out = pd.DataFrame({EVENT_TIME_COLUMN: times.astype("datetime64[us, UTC]")}, index=df.index)
+    out = out.join(time_features(times, spec.time_features, spec.timezone))
+    for col in spec.numeric:
+        out[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    for col in (*spec.categorical, *spec.text):
+        out[col] = df[col].astype(object).where(df[col].notna(), None).map(
+            lambda v: v if v is None or isinstance(v, str) else str(v))
+    if spec.id_column and spec.id_column in df.columns:
+        out[spec.id_column] = df[spec.id_column].astype(object).where(df[spec.id_column].notna(), None)
+    if spec.target in df.columns:
+        out[spec.target] = encode_target(df[spec.target], spec.task)
+    if BATCH_COLUMN in df.columns:
+        out[BATCH_COLUMN] = df[BATCH_COLUMN]
+    return out.reset_index(drop=True)

@@ -1,0 +1,90 @@
+"""Table names and the schemas of the system tables: the one place that defines them.
+
+The data tables (``raw``, ``cleaned``, ``features``) take their columns from the dataset's
+schema contract (see :mod:`assets.contract`), so their Arrow schemas are built there; the
+fixed tables below have the same columns for every dataset.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# Data tables, one row per source row, partitioned on disk by batch.
+RAW = "raw"
+CLEANED = "cleaned"
+FEATURES = "features"
+# Metadata tables written by the ingestion pipeline.
+BATCHES = "batches"
+QUALITY = "quality"
+SCHEMA_CONTRACT = "schema_contract"
+# Tables of the model lifecycle and the A/B loop (ARCHITECTURE.md), written by later stages.
+DRIFT = "drift"
+LEADERBOARD = "leaderboard"
+MODEL_REGISTRY = "model_registry"
+MODEL_ALIASES = "model_aliases"
+EXPERIMENTS = "experiments"
+AB_EVENTS = "ab_events"
+AB_FEEDBACK = "ab_feedback"
+
+BATCH_COLUMN = "_batch_id"
+SOURCE_FILE_COLUMN = "_source_file"
+INGESTED_AT_COLUMN = "_ingested_at"
+EVENT_TIME_COLUMN = "event_time"
+LINEAGE_COLUMNS = (BATCH_COLUMN, SOURCE_FILE_COLUMN, INGESTED_AT_COLUMN)
+
+# Tables whose files are partitioned by batch, so a batch rewrite touches only its own files.
+PARTITIONED_BY_BATCH = {RAW: BATCH_COLUMN, CLEANED: BATCH_COLUMN, FEATURES: BATCH_COLUMN}
+
+TS = pa.timestamp("us", tz="UTC")
+
+BATCHES_SCHEMA = pa.schema([
+    ("batch_id", pa.string()),
+    ("source_file", pa.string()),
+    ("status", pa.string()),            # ingested | quarantined
+    ("reason_code", pa.string()),       # machine-readable reason when quarantined
+    ("reason", pa.string()),
+    ("row_count", pa.int64()),
+    ("time_min", TS),
+    ("time_max", TS),
+    ("columns", pa.string()),           # JSON list, in file order
+    ("dtypes", pa.string()),            # JSON {column: dtype as read}
+    ("missing_share", pa.float64()),    # share of missing cells
+    ("duplicate_share", pa.float64()),  # share of fully duplicated rows
+    ("type_errors", pa.string()),       # JSON {column: values that failed to parse}
+    ("extra_columns", pa.string()),     # JSON list of columns not in the contract (dropped)
+    ("file_sha256", pa.string()),
+    ("file_bytes", pa.int64()),
+    ("ingested_at", TS),
+    ("run_id", pa.string()),
+])
+
+QUALITY_BATCH_ROW = "__batch__"  # the `column` value of the batch-totals row
+QUALITY_SCHEMA = pa.schema([
+    ("batch_id", pa.string()),
+    ("column", pa.string()),
+    ("role", pa.string()),
+    ("row_count", pa.int64()),
+    ("missing_share", pa.float64()),
+    ("distinct_count", pa.int64()),
+    ("min", pa.float64()),
+    ("max", pa.float64()),
+    ("mean", pa.float64()),
+    ("out_of_range_share", pa.float64()),
+    ("unseen_categories", pa.string()),  # JSON list (capped) of categories no other batch had
+    ("unseen_share", pa.float64()),      # share of rows carrying an unseen category
+    ("categories", pa.string()),         # JSON list of the most frequent categories (capped)
+    ("duplicate_share", pa.float64()),
+    ("score", pa.float64()),             # batch quality score in [0, 1] (batch row only)
+    ("computed_at", TS),
+])
+
+SCHEMA_CONTRACT_SCHEMA = pa.schema([
+    ("column", pa.string()),
+    ("role", pa.string()),      # time | target | id | numeric | categorical | text | ignore
+    ("dtype", pa.string()),     # float64 | string | timestamp
+    ("position", pa.int32()),
+    ("origin", pa.string()),    # config | inferred
+    ("note", pa.string()),
+    ("batch_id", pa.string()),  # the batch the contract was first built from
+    ("created_at", TS),
+])

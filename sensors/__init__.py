@@ -1,0 +1,1 @@
+"""Dagster sensors and schedules (thin wrappers over plain planning functions)."""

@@ -1,0 +1,1 @@
+"""Source loading (files, joins, derived columns) and the stream emulator."""

@@ -1,0 +1,65 @@
+"""inbox_sensor with a real Dagster instance: one run per file version, a persistent cursor."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from assets.resources import LakehouseResource
+from definitions import build_definitions
+from sensors.inbox import plan_inbox, scan_inbox
+from tests.conftest import write_config
+
+
+def _evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, resource: LakehouseResource,
+              cursor: str | None) -> dg.SensorResult:
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lakehouse": resource}) as ctx:
+        return sensor(ctx)
+
+
+def test_sensor_requests_each_file_once_and_again_when_replaced(tmp_path: Path) -> None:
+    cfg_path = write_config(tmp_path / "cfg")
+    data = tmp_path / "data"
+    defs = build_definitions(str(cfg_path), str(data))
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    resource = LakehouseResource(config_path=str(cfg_path), data_root=str(data))
+    inbox = resource.paths().inbox
+    (inbox / "batch_00001.csv").write_text("a\n1\n")
+    (inbox / "batch_00002.parquet").write_text("x")
+    (inbox / ".batch_00003.csv.tmp").write_text("half written")  # never picked up
+    (inbox / "bad name!.csv").write_text("a\n1\n")
+    instance = dg.DagsterInstance.ephemeral()
+
+    first = _evaluate(sensor, instance, resource, None)
+    assert [(r.partition_key, r.run_key.split(":")[0]) for r in first.run_requests] == [
+        ("batch_00001", "batch_00001"), ("batch_00002", "batch_00002")]
+    assert first.dynamic_partitions_requests[0].partition_keys == ["batch_00001", "batch_00002"]
+    reason = json.loads((resource.paths().quarantine / "bad name!.csv.reason.json").read_text())
+    assert reason["code"] == "invalid_name"
+
+    again = _evaluate(sensor, instance, resource, first.cursor)  # e.g. after a daemon restart
+    assert again.run_requests == [] and again.cursor == first.cursor
+
+    time.sleep(0.01)
+    (inbox / "batch_00001.csv").write_text("a\n1\n2\n")  # upstream re-delivers a corrected file
+    replaced = _evaluate(sensor, instance, resource, again.cursor)
+    assert [r.partition_key for r in replaced.run_requests] == ["batch_00001"]
+    assert replaced.run_requests[0].run_key != first.run_requests[0].run_key
+
+    os.remove(inbox / "batch_00002.parquet")  # ingested: moved to the archive
+    pruned = _evaluate(sensor, instance, resource, replaced.cursor)
+    assert pruned.run_requests == [] and list(json.loads(pruned.cursor)) == ["batch_00001.csv"]
+
+
+def test_plan_inbox_caps_runs_per_tick(tmp_path: Path) -> None:
+    for i in range(5):
+        (tmp_path / f"batch_{i:05d}.csv").write_text("x")
+    files = scan_inbox(tmp_path)
+    new, cursor = plan_inbox(files, {}, limit=2)
+    assert [f.batch_id for f in new] == ["batch_00000", "batch_00001"]
+    new, cursor = plan_inbox(files, cursor, limit=2)
+    assert [f.batch_id for f in new] == ["batch_00002", "batch_00003"]
+    assert len(cursor) == 4
