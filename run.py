@@ -123,23 +123,47 @@ def mode_demo(paths: DataPaths, batches: int | None) -> int:
     return code
 
 
-def print_summary(cfg, paths: DataPaths) -> None:
+def batch_overview(cfg, paths: DataPaths):
+    """One line per batch: rows kept by each table, time range, quality score, status."""
+    import pandas as pd
+
     from assets.resources import lake_for
-    from lake.tables import BATCHES, CLEANED, FEATURES, QUALITY, RAW, SCHEMA_CONTRACT
+    from lake.tables import BATCHES, CLEANED, FEATURES, QUALITY, QUALITY_BATCH_ROW
 
     lake = lake_for(cfg, paths)
-    for table in (RAW, CLEANED, FEATURES, QUALITY, BATCHES, SCHEMA_CONTRACT):
+    batches = lake.read(BATCHES, columns=["batch_id", "status", "reason_code", "row_count", "time_min", "time_max"],
+                        missing_ok=True)
+    if batches.empty:
+        return batches
+    quality = lake.read(QUALITY, columns=["batch_id", "column", "score"], missing_ok=True)
+    scores = quality[quality["column"] == QUALITY_BATCH_ROW].set_index("batch_id")["score"]
+    out = batches.set_index("batch_id").sort_index()
+    out["quality"] = scores.reindex(out.index).round(3)
+    out["cleaned"] = pd.Series(lake.rows_per_batch(CLEANED)).reindex(out.index)
+    out["features"] = pd.Series(lake.rows_per_batch(FEATURES)).reindex(out.index)
+    out["time range (UTC)"] = out["time_min"].dt.strftime("%Y-%m-%d %H:%M") + " .. " + \
+        out["time_max"].dt.strftime("%Y-%m-%d %H:%M")
+    out = out.rename(columns={"row_count": "raw"})
+    return out[["status", "reason_code", "raw", "cleaned", "features", "quality", "time range (UTC)"]]
+
+
+def print_summary(cfg, paths: DataPaths) -> None:
+    from assets.resources import lake_for
+    from lake.tables import CLEANED, FEATURES, QUALITY, RAW, SCHEMA_CONTRACT
+
+    lake = lake_for(cfg, paths)
+    overview = batch_overview(cfg, paths)
+    if not overview.empty:
+        print("  " + overview.fillna("").to_string().replace("\n", "\n  "))
+        print(f"  batches: {int((overview['status'] == 'ingested').sum())} ingested, "
+              f"{int((overview['status'] != 'ingested').sum())} quarantined")
+    for table in (RAW, CLEANED, FEATURES, QUALITY, "batches", SCHEMA_CONTRACT):
         if lake.exists(table):
             dt = lake.table(table)
             print(f"  table {table:<16} {dt.count():>8} rows  v{dt.version():<4} {lake.uri(table)}")
-    if lake.exists(BATCHES):
-        b = lake.read(BATCHES, columns=["batch_id", "status", "reason_code"])
-        bad = b[b["status"] != "ingested"]
-        print(f"  batches: {int((b['status'] == 'ingested').sum())} ingested, {len(bad)} quarantined"
-              + (f" {bad[['batch_id', 'reason_code']].to_dict('records')}" if len(bad) else ""))
     print(f"  EDA report: {paths.reports / 'eda_report.html'}")
     print(f"  quarantine: {paths.quarantine}")
-    print("  Dagster UI: `make dev`, then open http://127.0.0.1:3000 (runs above are in its history)")
+    print("  Dagster UI: `make dev`, then open http://127.0.0.1:3000 (the runs above are in its history)")
 
 
 def mode_dev(paths: DataPaths) -> int:

@@ -42,7 +42,7 @@ def target_by_batch(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     grouped = df.groupby(BATCH_COLUMN, sort=True)
     out = pd.DataFrame({"rows": grouped.size()})
     y = df[spec.target]
-    if spec.task == "regression" or (str(y.dtype) == "Int64" and set(y.dropna().unique()) <= {0, 1}):
+    if spec.task == "regression" or (pd.api.types.is_integer_dtype(y) and set(y.dropna().unique()) <= {0, 1}):
         out["target_mean"] = grouped[spec.target].mean().astype(float)
     else:
         shares = pd.crosstab(df[BATCH_COLUMN], y, normalize="index")

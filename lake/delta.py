@@ -108,6 +108,15 @@ class Lake:
         result = pa.table(QueryBuilder().register("t", dt).execute(sql).read_all())
         return _plain_strings(result).to_pandas()
 
+    def rows_per_batch(self, table: str) -> dict[str, int]:
+        """Row count of each batch of a batch-partitioned table, from the Delta log alone."""
+        column = PARTITIONED_BY_BATCH[table]
+        dt = self._open(table)
+        if dt is None:
+            return {}
+        actions = pa.table(dt.get_add_actions(flatten=True)).to_pandas()
+        return actions.groupby(f"partition.{column}")["num_records"].sum().astype(int).to_dict()
+
     def read_batch(self, table: str, batch_id: str, *, column: str | None = None,
                    columns: list[str] | None = None) -> pd.DataFrame:
         """Rows of one batch; on batch-partitioned tables only that partition's files are read."""

@@ -70,6 +70,7 @@ def test_three_batches_flow_into_every_table(pipe: Pipeline) -> None:
     assert (spans["max"].iloc[:-1].to_numpy() < spans["min"].iloc[1:].to_numpy()).all()
     features = pipe.lake.read(FEATURES)
     assert len(features) == pipe.count(CLEANED) == 900  # the toy data has nothing to clean away
+    assert pipe.lake.rows_per_batch(FEATURES) == {"batch_00001": 300, "batch_00002": 300, "batch_00003": 300}
     assert set(features["churn"].unique()) == {0, 1}
     assert features["hour"].between(0, 23).all()
     quality = pipe.lake.read(QUALITY)
