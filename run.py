@@ -6,6 +6,9 @@
     python run.py -mode ingest    ingest every file waiting in the inbox; prints True / False
     python run.py -mode demo      restart the stream, emit and ingest every batch, print a summary
     python run.py -mode dev       start `dagster dev` (webserver + daemon) on 127.0.0.1
+    python run.py -mode inference -file PATH
+                                  score a CSV/XLSX/Parquet file with the prod model; prints the path
+                                  of a CSV with `predict` (and `probability`) and `error` columns
 
 ``--config PATH`` (or LAKEHOUSE_CONFIG) selects the configuration, ``--data DIR`` (or
 LAKEHOUSE_DATA) the data root; both are passed on to Dagster through the environment.
@@ -71,8 +74,11 @@ def ingest_pending(paths: DataPaths, quiet: bool = True) -> list[BatchResult]:
     defs = build_definitions(os.environ.get(CONFIG_ENV), str(paths.root))
     job = defs.resolve_job_def(INGEST_JOB)
     results = []
+    from tqdm import tqdm
+
     with DagsterInstance.get() as instance:
-        for f in quarantine_invalid_names(scan_inbox(paths.inbox), paths.quarantine):
+        pending = quarantine_invalid_names(scan_inbox(paths.inbox), paths.quarantine)
+        for f in tqdm(pending, desc="ingest_job", unit="batch", disable=not pending):
             instance.add_dynamic_partitions("batches", [f.batch_id])
             started = time.perf_counter()
             result = job.execute_in_process(partition_key=f.batch_id, instance=instance, raise_on_error=False,
@@ -103,24 +109,95 @@ def mode_update(paths: DataPaths) -> int:
     return report_results(ingest_pending(paths))
 
 
+def run_retrain(paths: DataPaths) -> BatchResult:
+    """Run retrain_job in process (the job the drift sensor will launch) in the instance the UI shows."""
+    from dagster import DagsterInstance
+
+    from assets.training_asset import RETRAIN_JOB
+    from definitions import build_definitions
+
+    defs = build_definitions(os.environ.get(CONFIG_ENV), str(paths.root))
+    with DagsterInstance.get() as instance:
+        result = defs.resolve_job_def(RETRAIN_JOB).execute_in_process(
+            instance=instance, raise_on_error=False, tags={"lakehouse/trigger": "run.py"},
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})  # the search's progress
+    return BatchResult("retrain", result.success, "" if result.success else _failure_text(result))
+
+
+def reset_data_root(paths: DataPaths) -> None:
+    """Remove everything the pipeline wrote under the data root, except the Dagster instance
+    (its run history stays visible in the UI)."""
+    for folder in (paths.lake, paths.inbox, paths.archive, paths.quarantine, paths.artifacts, paths.reports,
+                   paths.stream_state.parent):
+        shutil.rmtree(folder, ignore_errors=True)
+    paths.ensure()
+
+
 def mode_demo(paths: DataPaths, batches: int | None) -> int:
     from stream.emulator import StreamEmulator
 
     cfg = load_config()
     started = time.perf_counter()
+    print(f"[0/4] reset: fresh lake under {paths.root} (the Dagster run history is kept)", flush=True)
+    reset_data_root(paths)
     emulator = StreamEmulator(cfg, paths)
-    emulator.reset()
     plan = emulator.plan[:batches] if batches else emulator.plan
-    print(f"[1/3] stream: {cfg.dataset.name} -> {len(plan)} batches by {cfg.stream.batch_by} "
+    print(f"[1/4] stream: {cfg.dataset.name} -> {len(plan)} batches by {cfg.stream.batch_by} "
           f"({cfg.stream.batch_window if cfg.stream.batch_by == 'time' else cfg.stream.batch_rows})", flush=True)
     for _ in plan:
         emulator.emit_next()
-    print(f"[2/3] ingest: {len(plan)} files in {paths.inbox}, one ingest_job run each", flush=True)
+    print(f"[2/4] ingest: {len(plan)} files in {paths.inbox}, one ingest_job run each", flush=True)
     results = ingest_pending(paths)
-    print(f"[3/3] summary ({time.perf_counter() - started:.0f}s)")
     print_summary(cfg, paths)
-    code = report_results(results)
-    return code
+    print(f"[3/4] train: retrain_job, PyCaret AutoML over {cfg.training.models} "
+          f"({len(cfg.training.variants)} preprocessing variant(s), budget {cfg.training.budget_time_minutes} min "
+          f"each, sorted by {cfg.sort_metric})", flush=True)
+    results.append(run_retrain(paths))
+    print_training_summary(cfg, paths)
+    print(f"[4/4] done in {time.perf_counter() - started:.0f}s")
+    return report_results(results)
+
+
+def print_training_summary(cfg, paths: DataPaths) -> None:
+    """The latest leaderboard's top rows, the registered version, its hold-out metrics and the aliases."""
+    import json
+
+    from assets.resources import lake_for
+    from lake.registry import ModelRegistry
+    from lake.tables import LEADERBOARD
+
+    lake = lake_for(cfg, paths)
+    if not lake.exists(LEADERBOARD):
+        print("  no leaderboard: training did not run")
+        return
+    board = lake.read(LEADERBOARD)
+    latest = board[board["trained_at"] == board["trained_at"].max()].sort_values("rank")
+    shown = latest[["rank", "model_id", "model", "variant", "stage", "sort_value", "fit_seconds"]].head(8)
+    print(f"  leaderboard (run {latest['run_id'].iloc[0][:8]}, CV {cfg.sort_metric}, time-series folds):")
+    print("  " + shown.round(4).to_string(index=False).replace("\n", "\n  "))
+    registry = ModelRegistry(lake, paths.artifacts)
+    versions = registry.versions()
+    if versions.empty:
+        print("  no model registered (the candidate failed the gate)")
+        return
+    candidates = versions[versions["role"] == "candidate"]
+    if candidates.empty:
+        print("  no candidate registered (the AutoML winner failed the gate)")
+        return
+    row = candidates.sort_values("version").iloc[-1]
+    holdout = {k: round(v, 4) for k, v in json.loads(row["holdout_metrics"]).items()}
+    print(f"  registered version {row['version']}: {row['algorithm']} ({row['model_id']}, variant {row['variant']}), "
+          f"trained on {row['training_rows']} rows of {len(json.loads(row['training_batches']))} batches")
+    print(f"  hold-out {json.loads(row['holdout_batches'])}: {holdout}")
+    print(f"  latency: {row['latency_single_ms']:.1f} ms per row, {row['latency_batch_ms']:.1f} ms per 1,000 rows; "
+          f"artifact {row['artifact_bytes'] / 2**20:.1f} MiB, sha256 {row['sha256'][:12]}")
+    fallback = versions[versions["role"] == "fallback"].sort_values("version")
+    if len(fallback):
+        fb = fallback.iloc[-1]
+        print(f"  fallback version {fb['version']}: {fb['algorithm']}, hold-out "
+              f"{ {k: round(v, 4) for k, v in json.loads(fb['holdout_metrics']).items()} }")
+    print(f"  interpretation: {Path(row['artifact_path']).parent / 'interpretation'}")
+    print(f"  aliases: {registry.aliases()}")
 
 
 def batch_overview(cfg, paths: DataPaths):
@@ -166,6 +243,33 @@ def print_summary(cfg, paths: DataPaths) -> None:
     print("  Dagster UI: `make dev`, then open http://127.0.0.1:3000 (the runs above are in its history)")
 
 
+def mode_inference(paths: DataPaths, file: str | None) -> int:
+    """Score a CSV/XLSX/Parquet file with the prod model; print the path of the predictions CSV."""
+    from assets.resources import lake_for
+    from lake.registry import ModelRegistry
+    from serving.scoring import ServedModel, score_frame
+    from stream.sources import read_file
+
+    if not file:
+        print("-mode inference needs -file PATH", file=sys.stderr)
+        return 1
+    cfg = load_config()
+    registry = ModelRegistry(lake_for(cfg, paths), paths.artifacts)
+    aliases = registry.aliases()
+    if "prod" not in aliases:
+        print("no prod model in the registry yet: run `make demo` or retrain_job first", file=sys.stderr)
+        return 1
+    served = ServedModel.from_registry_row(registry.get(aliases["prod"]), registry.load(aliases["prod"]))
+    source = Path(file)
+    scored = score_frame(read_file(source, as_strings=True, encoding=cfg.ingest.encoding), served)
+    out = paths.reports / f"{source.name.split('.')[0]}_predictions.csv"
+    scored.to_csv(out, index=False)
+    failed = int((scored["error"] != "").sum())
+    log.info("scored %d rows with model version %d (%d row(s) with an error)", len(scored), served.version, failed)
+    print(out)
+    return 0
+
+
 def mode_dev(paths: DataPaths) -> int:
     """Replace this process with `dagster dev` on loopback (webserver + daemon for the sensors)."""
     dagster = Path(sys.executable).with_name("dagster")
@@ -180,7 +284,9 @@ def mode_dev(paths: DataPaths) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-mode", "--mode", required=True, choices=["update", "stream", "ingest", "demo", "dev"])
+    parser.add_argument("-mode", "--mode", required=True,
+                        choices=["update", "stream", "ingest", "demo", "dev", "inference"])
+    parser.add_argument("-file", "--file", help="inference: the CSV / XLSX / Parquet file to score")
     parser.add_argument("-config", "--config",
                         help="configuration file (default: LAKEHOUSE_CONFIG or config/pipeline.yaml)")
     parser.add_argument("-data", "--data", help="data root (default: LAKEHOUSE_DATA or ./data)")
@@ -208,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         return report_results(ingest_pending(paths))
     if args.mode == "demo":
         return mode_demo(paths, args.batches)
+    if args.mode == "inference":
+        return mode_inference(paths, args.file)
     return mode_dev(paths)
 
 

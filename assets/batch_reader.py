@@ -6,7 +6,6 @@ file to the quarantine folder with a ``.reason.json`` beside it (:func:`quaranti
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -141,14 +140,6 @@ def batch_meta(raw: pd.DataFrame, typed: pd.DataFrame, time_column: str) -> dict
         "missing_share": float(typed.isna().to_numpy().mean()) if typed.size else 0.0,
         "duplicate_share": share(typed.duplicated()),
     }
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def quarantine_file(path: Path, quarantine_dir: Path, batch_id: str, rejection: BatchRejected,

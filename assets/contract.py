@@ -137,15 +137,22 @@ def _infer_role(values: pd.Series, max_error_share: float) -> tuple[str, str, st
     return "categorical", "string", ""
 
 
+def declared_roles(cfg: PipelineConfig) -> dict[str, str]:
+    """Column -> role as the configuration declares them (time, target, id and explicit lists)."""
+    ds = cfg.dataset
+    declared: dict[str, str] = {ds.time_column: "time", ds.target: "target"}
+    if ds.id_column:
+        declared[ds.id_column] = "id"
+    for role in ("numeric", "categorical", "text", "ignore"):
+        for col in getattr(ds, role) or []:
+            declared[col] = role
+    return declared
+
+
 def build_contract(df: pd.DataFrame, cfg: PipelineConfig) -> Contract:
     """Contract for a dataset from config roles plus inference on a first batch ``df``."""
     ds = cfg.dataset
-    explicit: dict[str, str] = {ds.time_column: "time", ds.target: "target"}
-    if ds.id_column:
-        explicit[ds.id_column] = "id"
-    for role in ("numeric", "categorical", "text", "ignore"):
-        for col in getattr(ds, role) or []:
-            explicit[col] = role
+    explicit = declared_roles(cfg)
     all_roles_explicit = all(getattr(ds, r) is not None for r in FEATURE_ROLES)
     specs: list[ColumnSpec] = []
     for col in df.columns:
@@ -179,13 +186,7 @@ def _dtype_for(role: str, cfg: PipelineConfig) -> str:
 
 def contract_conflicts(contract: Contract, cfg: PipelineConfig) -> list[str]:
     """Differences between a stored contract and the roles the configuration now declares."""
-    ds = cfg.dataset
-    declared: dict[str, str] = {ds.time_column: "time", ds.target: "target"}
-    if ds.id_column:
-        declared[ds.id_column] = "id"
-    for role in ("numeric", "categorical", "text", "ignore"):
-        for col in getattr(ds, role) or []:
-            declared[col] = role
+    declared = declared_roles(cfg)
     problems = []
     stored = {c.name: c.role for c in contract.columns}
     for col, role in declared.items():
@@ -211,10 +212,9 @@ def ensure_contract(lake, df: pd.DataFrame, cfg: PipelineConfig, batch_id: str) 
     """
     contract = load_contract(lake)
     if contract is None:
-        fresh = build_contract(df, cfg)
-        # insert-only merge: if another run created it meanwhile, theirs stays and we re-read it
-        lake.upsert(SCHEMA_CONTRACT, fresh.to_frame(batch_id), keys=["column"],
-                    schema=SCHEMA_CONTRACT_SCHEMA, insert_only=True)
+        fresh = build_contract(df, cfg).to_frame(batch_id)
+        # compare-and-swap: if another run created the contract meanwhile, theirs stays
+        lake.rewrite(SCHEMA_CONTRACT, SCHEMA_CONTRACT_SCHEMA, lambda current: current if len(current) else fresh)
         contract = load_contract(lake)
         assert contract is not None
     conflicts = contract_conflicts(contract, cfg)

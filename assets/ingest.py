@@ -21,14 +21,13 @@ from assets.batch_reader import (
     BatchRejected,
     batch_meta,
     conform_to_contract,
-    file_sha256,
     quarantine_file,
     read_batch_file,
 )
 from assets.contract import Contract, ensure_contract
 from config.schema import BATCH_ID_PATTERN, PipelineConfig
 from lake.delta import Lake
-from lake.paths import DataPaths
+from lake.paths import DataPaths, sha256_file
 from lake.tables import BATCH_COLUMN, BATCHES, BATCHES_SCHEMA, INGESTED_AT_COLUMN, RAW, SOURCE_FILE_COLUMN
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ def ingest_batch(batch_id: str, cfg: PipelineConfig, paths: DataPaths, lake: Lak
     ``batches`` table.
     """
     path = find_batch_file(paths, batch_id)
-    sha, size = file_sha256(path), path.stat().st_size
+    sha, size = sha256_file(path), path.stat().st_size
     now = datetime.now(UTC)
     base = {"batch_id": batch_id, "source_file": path.name, "file_sha256": sha, "file_bytes": size,
             "ingested_at": now, "run_id": run_id}

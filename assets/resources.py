@@ -10,6 +10,7 @@ import dagster as dg
 from config import PipelineConfig, load_config, resolve_config_path
 from lake.delta import Lake
 from lake.paths import DataPaths, data_paths
+from lake.registry import ModelRegistry
 
 
 @functools.lru_cache(maxsize=8)
@@ -38,3 +39,6 @@ class LakehouseResource(dg.ConfigurableResource):
 
     def lake(self) -> Lake:
         return lake_for(self.cfg(), self.paths())
+
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.lake(), self.paths().artifacts)

@@ -188,6 +188,69 @@ class FeaturesConfig(_Strict):
         return value
 
 
+CLASSIFICATION_METRICS = ("Accuracy", "AUC", "F1", "LogLoss")
+REGRESSION_METRICS = ("MAE", "RMSE", "R2")
+LOWER_IS_BETTER = {"LogLoss", "MAE", "RMSE"}
+
+
+class PreprocessingVariant(_Strict):
+    """One preprocessing set-up of PyCaret's pipeline; every variant is searched and compared."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    numeric_imputation: Literal["mean", "median", "mode", "knn"] = "median"
+    categorical_imputation: Literal["mode"] | str = "mode"
+    normalize: bool = False
+    normalize_method: Literal["zscore", "minmax", "maxabs", "robust"] = "zscore"
+    rare_to_value: float | None = Field(default=None, gt=0, lt=1,
+                                        description="Group categories rarer than this share into one.")
+    max_encoding_ohe: int = Field(default=25, ge=0, description="One-hot up to this many categories, "
+                                  "target-style encoding above.")
+
+
+class GateConfig(_Strict):
+    """A candidate is registered only if it passes both rules on the same hold-out rows."""
+
+    min_score: float = Field(description="Absolute floor of the sort metric on the hold-out "
+                             "(a ceiling for metrics where lower is better).")
+    tolerance: float = Field(default=0.01, ge=0, description="How much worse than prod it may be.")
+
+
+class TrainingConfig(_Strict):
+    """PyCaret AutoML over a window of the `features` table, validated in time order."""
+
+    window_batches: int | None = Field(default=None, gt=0, description="Train on the last N batches "
+                                       "before the hold-out; all batches so far when absent.")
+    holdout_min_rows: int = Field(default=1000, gt=0, description="The most recent batches, enough to "
+                                  "hold at least this many rows, are held out for evaluation.")
+    max_train_rows: int | None = Field(default=60000, gt=0, description="Keep the most recent rows "
+                                       "of the window (bounds training time).")
+    models: list[str] = Field(default_factory=lambda: ["lr", "knn", "dt", "rf", "et", "lightgbm"],
+                              min_length=1, description="PyCaret model ids to compare.")
+    metric: str | None = Field(default=None, description="Sort metric; AUC (classification) or MAE "
+                               "(regression) when absent.")
+    folds: int = Field(default=3, ge=2, description="Time-series CV folds (expanding window).")
+    train_fraction: float = Field(default=0.8, gt=0.1, lt=1.0,
+                                  description="Earlier share used for CV; the later rest is PyCaret's test split.")
+    budget_time_minutes: float = Field(default=2.0, gt=0, description="Bound of compare_models per variant.")
+    tune_top: int = Field(default=1, ge=0, description="How many of the best models are tuned.")
+    tune_iterations: int = Field(default=5, ge=1)
+    variants: list[PreprocessingVariant] = Field(
+        default_factory=lambda: [PreprocessingVariant(name="median_raw")], min_length=1,
+        description="Preprocessing variants; the first is searched over all `models`, the others over "
+        "the best `variant_models` of the first (the search stays within budget).")
+    variant_models: int = Field(default=3, ge=1)
+    gate: GateConfig = Field(default_factory=lambda: GateConfig(min_score=0.55))
+    session_id: int = 0
+    n_jobs: int = Field(default=1, description="Parallel jobs for PyCaret (1 keeps memory bounded).")
+
+    @model_validator(mode="after")
+    def _unique_variants(self) -> TrainingConfig:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        return self
+
+
 class EdaConfig(_Strict):
     max_rows: int = Field(default=100_000, gt=0, description="Rows sampled for the plots.")
     max_columns: int = Field(default=24, gt=0, description="Columns plotted at most.")
@@ -218,8 +281,22 @@ class PipelineConfig(_Strict):
     cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     eda: EdaConfig = Field(default_factory=EdaConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     dagster: DagsterConfig = Field(default_factory=DagsterConfig)
+
+    @property
+    def sort_metric(self) -> str:
+        """The metric the search sorts by and the gate compares."""
+        return self.training.metric or ("AUC" if self.dataset.task == "classification" else "MAE")
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> PipelineConfig:
+        allowed = CLASSIFICATION_METRICS if self.dataset.task == "classification" else REGRESSION_METRICS
+        if self.training.metric is not None and self.training.metric not in allowed:
+            raise ValueError(f"training.metric {self.training.metric!r} does not fit task "
+                             f"{self.dataset.task!r}; expected one of {list(allowed)}")
+        return self
 
     @model_validator(mode="after")
     def _range_columns_known(self) -> PipelineConfig:

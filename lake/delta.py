@@ -14,14 +14,17 @@ from typing import TypeVar
 
 import pandas as pd
 import pyarrow as pa
-from deltalake import DeltaTable, QueryBuilder, write_deltalake
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from config.schema import BATCH_ID_PATTERN
 from lake.tables import PARTITIONED_BY_BATCH
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# delta-rs retries a conflicting commit at the next version by itself, which would turn a losing
+# "create the table" into an append; compare-and-swap writes must fail and re-read instead.
+NO_INTERNAL_RETRY = CommitProperties(max_commit_retries=0)
 Data = pd.DataFrame | pa.Table
 
 
@@ -159,6 +162,45 @@ class Lake:
         """Append rows in one commit (concurrent appends do not conflict); returns the version."""
         arrow = to_arrow(data, schema)
         return self._commit(table, lambda: self._write(table, arrow))
+
+    def rewrite(self, table: str, schema: pa.Schema, update: Callable[[pd.DataFrame], pd.DataFrame],
+                retries: int = 30) -> pd.DataFrame:
+        """Compare-and-swap a small table: ``update`` gets the rows of one snapshot and returns the
+        new rows, written as an overwrite based on that snapshot. A concurrent writer makes the
+        commit fail; then ``update`` runs again on the new snapshot. Returns the rows written.
+
+        For control tables (registry, aliases) whose every change must see the previous one. The
+        first write creates the table in mode ``error``, so two creators cannot both win; later
+        overwrites conflict because each removes the files the other one read.
+        """
+        for attempt in range(retries + 1):
+            dt = self._open(table)
+            if dt is None:
+                new = update(pd.DataFrame({f.name: pd.Series(dtype=object) for f in schema}))
+                try:
+                    write_deltalake(self.uri(table), to_arrow(new, schema), mode="error",
+                                    configuration=self.table_configuration, storage_options=self.storage_options,
+                                    commit_properties=NO_INTERNAL_RETRY)
+                    return new
+                except (CommitFailedError, DeltaError) as exc:
+                    if self._open(table) is None:
+                        raise
+                    log.warning("%s was created concurrently (attempt %d), re-reading: %s", table, attempt + 1, exc)
+                    continue
+            current = _plain_strings(dt.to_pyarrow_table()).to_pandas()
+            if current.empty:
+                raise RuntimeError(f"{table} exists but is empty: compare-and-swap needs at least one row")
+            new = update(current)
+            try:
+                write_deltalake(dt, to_arrow(new, schema), mode="overwrite", commit_properties=NO_INTERNAL_RETRY)
+                return new
+            except CommitFailedError as exc:
+                if attempt == retries:
+                    raise
+                log.warning("concurrent change of %s (attempt %d/%d), re-reading: %s", table, attempt + 1,
+                            retries, exc)
+                time.sleep(random.random() * 0.02 * (attempt + 1))
+        raise RuntimeError(f"{table}: gave up after {retries} concurrent changes")
 
     def upsert(self, table: str, data: Data, keys: list[str], *,
                schema: pa.Schema | None = None, insert_only: bool = False) -> int:

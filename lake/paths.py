@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,3 +69,12 @@ def data_paths(root: str | os.PathLike[str] | None = None) -> DataPaths:
     """The data root: the argument, else ``$LAKEHOUSE_DATA``, else ``<project>/data``."""
     chosen = root or os.environ.get(DATA_ENV) or PROJECT_ROOT / "data"
     return DataPaths(Path(chosen).expanduser().resolve())
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

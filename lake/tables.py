@@ -88,3 +88,59 @@ SCHEMA_CONTRACT_SCHEMA = pa.schema([
     ("batch_id", pa.string()),  # the batch the contract was first built from
     ("created_at", TS),
 ])
+
+MODEL_REGISTRY_SCHEMA = pa.schema([
+    ("version", pa.int64()),
+    ("created_at", TS),
+    ("task", pa.string()),
+    ("algorithm", pa.string()),          # estimator class, e.g. RandomForestClassifier
+    ("model_id", pa.string()),           # PyCaret id, e.g. rf
+    ("variant", pa.string()),            # preprocessing variant of the search
+    ("hyperparameters", pa.string()),    # JSON
+    ("metric", pa.string()),             # the metric the search sorted by
+    ("cv_metrics", pa.string()),         # JSON {metric: mean over time-series folds}
+    ("holdout_metrics", pa.string()),    # JSON {metric: value on the held-out recent batches}
+    ("training_batches", pa.string()),   # JSON list
+    ("holdout_batches", pa.string()),    # JSON list
+    ("features_version", pa.int64()),    # Delta version of `features` read for training
+    ("training_rows", pa.int64()),
+    ("config_hash", pa.string()),
+    ("library_versions", pa.string()),   # JSON
+    ("artifact_path", pa.string()),
+    ("sha256", pa.string()),
+    ("artifact_bytes", pa.int64()),
+    ("input_schema", pa.string()),       # JSON: FeatureSpec, dtypes, categories seen, numeric ranges
+    ("latency_single_ms", pa.float64()),  # median single-row predict
+    ("latency_batch_ms", pa.float64()),  # median 1,000-row predict
+    ("peak_memory_mb", pa.float64()),    # peak traced memory while predicting 1,000 rows
+    ("gate", pa.string()),               # JSON: gate inputs and outcome
+    ("interpretation", pa.string()),     # JSON {kind: path}: importance, coefficients, tree
+    ("role", pa.string()),               # candidate (AutoML winner) | fallback
+    ("run_id", pa.string()),
+])
+
+MODEL_ALIASES_SCHEMA = pa.schema([
+    ("change_id", pa.int64()),
+    ("alias", pa.string()),              # prod | staging | previous | fallback
+    ("version", pa.int64()),             # null: alias cleared
+    ("from_version", pa.int64()),
+    ("changed_at", TS),
+    ("actor", pa.string()),              # who or what changed it (job, run id, user)
+    ("reason", pa.string()),
+    ("experiment_id", pa.string()),
+])
+
+LEADERBOARD_SCHEMA = pa.schema([
+    ("run_id", pa.string()),
+    ("trained_at", TS),
+    ("rank", pa.int64()),
+    ("model_id", pa.string()),
+    ("model", pa.string()),
+    ("variant", pa.string()),
+    ("stage", pa.string()),              # compare | tuned
+    ("hyperparameters", pa.string()),    # JSON
+    ("metrics", pa.string()),            # JSON: every CV metric PyCaret reports
+    ("sort_metric", pa.string()),
+    ("sort_value", pa.float64()),
+    ("fit_seconds", pa.float64()),
+])

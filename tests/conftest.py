@@ -32,6 +32,7 @@ def make_source(n: int = 900, seed: int = 0) -> pd.DataFrame:
         "row_id": [f"r{i}" for i in range(n)],
     })
     df["churn"] = np.where((df["temp"].fillna(15) > 18) ^ (rng.random(n) < 0.1), "yes", "no")
+    df.loc[rng.random(n) < 0.03, "plan"] = None  # missing categories reach the model pipeline too
     return df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 

@@ -1,0 +1,79 @@
+"""Interpretation artifacts of a registered model, written beside its artifact.
+
+- permutation importance of every input column on the hold-out (model-agnostic);
+- coefficients for linear models (on the pipeline's transformed features);
+- the tree structure for tree models (the tree itself, or the first tree of an ensemble) and the
+  ensemble's impurity importances.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from assets.training import model_frame
+from features import FeatureSpec
+
+
+def _scoring(spec: FeatureSpec, y: pd.Series) -> str:
+    if spec.task == "regression":
+        return "neg_mean_absolute_error"
+    return "roc_auc" if y.nunique() == 2 else "accuracy"
+
+
+def interpret(model: Any, holdout: pd.DataFrame, spec: FeatureSpec, out_dir: Path, *,
+              max_rows: int = 2000, repeats: int = 3) -> dict[str, str]:
+    """Write the artifacts into ``out_dir``; returns {kind: path}."""
+    from sklearn.inspection import permutation_importance
+    from sklearn.tree import export_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = holdout.sample(min(max_rows, len(holdout)), random_state=0) if len(holdout) > max_rows else holdout
+    x, y = model_frame(frame, spec, with_target=False), model_frame(frame, spec)[spec.target]
+    written: dict[str, str] = {}
+    result = permutation_importance(model, x, y, scoring=_scoring(spec, y), n_repeats=repeats, random_state=0)
+    importance = pd.DataFrame({"feature": x.columns, "importance_mean": result.importances_mean,
+                               "importance_std": result.importances_std}).sort_values("importance_mean",
+                                                                                      ascending=False)
+    path = out_dir / "permutation_importance.json"
+    path.write_text(importance.to_json(orient="records", indent=1))
+    written["permutation_importance"] = str(path)
+    top = importance.head(20)[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(top) + 1.2))
+    ax.barh(top["feature"], top["importance_mean"], xerr=top["importance_std"], color="#4c78a8")
+    ax.set_title(f"Permutation importance on the hold-out ({_scoring(spec, y)})")
+    fig.savefig(out_dir / "permutation_importance.png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    written["permutation_importance_plot"] = str(out_dir / "permutation_importance.png")
+
+    estimator = model.steps[-1][1] if hasattr(model, "steps") else model
+    names = list(model[:-1].transform(x.head(3)).columns) if hasattr(model, "steps") and len(model.steps) > 1 \
+        else list(x.columns)
+    if hasattr(estimator, "coef_"):
+        coef = np.atleast_2d(estimator.coef_)
+        rows = [{"feature": n, **{f"class_{i}": float(c[j]) for i, c in enumerate(coef)}} for j, n in enumerate(names)]
+        path = out_dir / "coefficients.json"
+        path.write_text(json.dumps(rows, indent=1))
+        written["coefficients"] = str(path)
+    tree = getattr(estimator, "tree_", None) and estimator
+    if tree is None and hasattr(estimator, "estimators_") and len(estimator.estimators_):
+        first = np.ravel(estimator.estimators_)[0]
+        tree = first if hasattr(first, "tree_") else None
+    if tree is not None:
+        path = out_dir / "tree.txt"
+        path.write_text(export_text(tree, feature_names=names, max_depth=6))
+        written["tree"] = str(path)
+    if hasattr(estimator, "feature_importances_"):
+        path = out_dir / "impurity_importance.json"
+        path.write_text(json.dumps(dict(zip(names, map(float, estimator.feature_importances_), strict=False)),
+                                   indent=1))
+        written["impurity_importance"] = str(path)
+    return written

@@ -1,0 +1,136 @@
+"""One training run end to end: data window -> AutoML -> hold-out -> gate -> registry and alias."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+
+from assets.fallback import FALLBACK_MODEL_ID, fit_fallback
+from assets.interpretation import interpret
+from assets.steps import require_contract
+from assets.training import (
+    evaluate,
+    gate_decision,
+    input_schema,
+    latency_profile,
+    library_versions,
+    params_of,
+    run_search,
+    select_training_data,
+)
+from config import config_hash
+from config.schema import PipelineConfig
+from features import FeatureSpec
+from lake.delta import Lake
+from lake.registry import AliasChange, ModelRegistry
+from lake.tables import FEATURES, LEADERBOARD, LEADERBOARD_SCHEMA
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RetrainOutcome:
+    run_id: str
+    leaderboard: pd.DataFrame
+    holdout_metrics: dict[str, float]
+    gate: dict[str, Any]
+    version: int | None = None
+    alias: str | None = None
+    aliases: dict[str, int] = field(default_factory=dict)
+    train_rows: int = 0
+    holdout_rows: int = 0
+    train_batches: list[str] = field(default_factory=list)
+    holdout_batches: list[str] = field(default_factory=list)
+    features_version: int = 0
+    model_id: str = ""
+    algorithm: str = ""
+    variant: str = ""
+    search_seconds: float = 0.0
+    fallback_version: int | None = None
+
+
+def retrain(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: str,
+            progress: Any = None) -> RetrainOutcome:
+    """Train candidates on the configured window, evaluate on the hold-out and register the
+    winner if it passes the gate: as ``prod`` when there is none yet, else as ``staging``."""
+    say = progress or log.info
+    spec = FeatureSpec.from_contract(require_contract(lake), cfg)
+    features_version = lake.version(FEATURES)
+    if features_version is None:
+        raise LookupError("the `features` table does not exist yet: ingest batches first")
+    data = select_training_data(lake.read(FEATURES, version=features_version), cfg)
+    say(f"training on {len(data.train)} rows of {len(data.train_batches)} batch(es) "
+        f"({data.train_batches[0]}..{data.train_batches[-1]}), hold-out {len(data.holdout)} rows "
+        f"of {data.holdout_batches} (features v{features_version})")
+    search = run_search(data.train, spec, cfg, run_id, say)
+    lake.append(LEADERBOARD, search.leaderboard, schema=LEADERBOARD_SCHEMA)
+    holdout = evaluate(search.pipeline, data.holdout, spec)
+    current = registry.aliases()
+    prod_metrics = None
+    if "prod" in current:  # the same hold-out rows for both, so the comparison is fair
+        prod_metrics = evaluate(registry.load(current["prod"]), data.holdout, spec)
+    gate = gate_decision(holdout, prod_metrics, cfg)
+    outcome = RetrainOutcome(run_id, search.leaderboard, holdout, gate, aliases=current,
+                             train_rows=len(data.train), holdout_rows=len(data.holdout),
+                             train_batches=data.train_batches, holdout_batches=data.holdout_batches,
+                             features_version=features_version, model_id=search.model_id,
+                             algorithm=search.algorithm, variant=search.variant,
+                             search_seconds=search.seconds)
+    say(f"hold-out {holdout}; gate: {gate['reason']}")
+    if not gate["passed"]:
+        return outcome
+    common = {"task": spec.task, "metric": cfg.sort_metric, "training_batches": data.train_batches,
+              "holdout_batches": data.holdout_batches, "features_version": features_version,
+              "training_rows": len(data.train), "config_hash": config_hash(cfg),
+              "library_versions": library_versions(), "input_schema": input_schema(data.train, spec),
+              "run_id": run_id}
+    version = _register(registry, search.pipeline, data.holdout, spec, {
+        **common, "role": "candidate", "algorithm": search.algorithm, "model_id": search.model_id,
+        "variant": search.variant, "hyperparameters": params_of(search.pipeline), "cv_metrics": search.cv_metrics,
+        "holdout_metrics": holdout, "gate": gate})
+    alias = "staging" if "prod" in current else "prod"
+    outcome.version, outcome.alias = version, alias
+    outcome.aliases = registry.set_aliases([AliasChange(alias, version)], actor=f"retrain_job:{run_id}",
+                                           reason=f"passed the gate: {gate['reason']}")
+    say(f"registered version {version} as {alias}")
+    outcome.fallback_version = _refresh_fallback(registry, data, spec, cfg, common=common, run_id=run_id, say=say)
+    outcome.aliases = registry.aliases()
+    return outcome
+
+
+def _register(registry: ModelRegistry, model: Any, holdout: pd.DataFrame, spec: FeatureSpec, row: dict) -> int:
+    """Pickle the model, profile it, write its interpretation, and register it."""
+    registry.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=registry.artifacts_dir) as tmp:
+        artifact = Path(tmp) / "model.joblib"
+        joblib.dump(model, artifact)
+        written = interpret(model, holdout, spec, Path(tmp) / "interpretation")
+        row = {**row, **latency_profile(model, holdout, spec),
+               "interpretation": {k: str(Path(v).relative_to(tmp)) for k, v in written.items()}}
+        return registry.register(artifact, row)
+
+
+def _refresh_fallback(registry: ModelRegistry, data: Any, spec: FeatureSpec, cfg: PipelineConfig, *,
+                      common: dict, run_id: str, say: Any) -> int | None:
+    """Fit the robust fallback on the same window; register it as ``fallback`` if it clears the
+    gate's floor (otherwise the previous fallback stays)."""
+    model = fit_fallback(data.train, spec, cfg.training.session_id)
+    metrics = evaluate(model, data.holdout, spec)
+    gate = gate_decision(metrics, None, cfg)
+    if not gate["passed"]:
+        say(f"fallback not registered: {gate['reason']}")
+        return None
+    version = _register(registry, model, data.holdout, spec, {
+        **common, "role": "fallback", "algorithm": type(model.steps[-1][1]).__name__,
+        "model_id": FALLBACK_MODEL_ID, "variant": "ordinal_native_nan", "hyperparameters": params_of(model),
+        "cv_metrics": {}, "holdout_metrics": metrics, "gate": gate})
+    registry.set_aliases([AliasChange("fallback", version)], actor=f"retrain_job:{run_id}",
+                         reason=f"robust fallback refreshed with the candidate: {gate['reason']}")
+    say(f"registered fallback version {version} ({metrics})")
+    return version

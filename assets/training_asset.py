@@ -1,0 +1,39 @@
+"""``candidate_models``: the AutoML training run of ``retrain_job`` (thin wrapper over assets.retrain)."""
+
+import dagster as dg
+
+from assets.ingest_assets import features as features_asset
+from assets.metadata import numbers
+from assets.resources import LakehouseResource
+from assets.retrain import retrain
+from lake.tables import LEADERBOARD
+
+RETRAIN_JOB = "retrain_job"
+
+
+@dg.asset(group_name="training", deps=[features_asset], kinds={"pycaret", "deltalake"},
+          description="PyCaret AutoML on a time-ordered window of `features`: every preprocessing variant "
+                      "compared with time-series CV, the best tuned and finalized, evaluated on the most recent "
+                      "batches, and registered (prod if none, else staging) when it passes the gate.")
+def candidate_models(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    cfg, lake = lakehouse.cfg(), lakehouse.lake()
+    try:
+        outcome = retrain(lake, lakehouse.registry(), cfg, context.run_id, context.log.info)
+    except (LookupError, ValueError) as exc:  # no data yet / not enough batches: say so in the UI
+        raise dg.Failure(str(exc)) from exc
+    board = outcome.leaderboard
+    shown = board[["rank", "model_id", "model", "variant", "stage", "sort_value", "fit_seconds"]].head(15)
+    metric = cfg.sort_metric
+    return dg.MaterializeResult(metadata={
+        "registered_version": dg.MetadataValue.int(outcome.version) if outcome.version else "not registered",
+        "alias": outcome.alias or "none",
+        "gate": dg.MetadataValue.json(outcome.gate),
+        **numbers({f"holdout_{k}": v for k, v in outcome.holdout_metrics.items()}),
+        **numbers({"train_rows": outcome.train_rows, "holdout_rows": outcome.holdout_rows,
+                   "features_version": outcome.features_version, "search_seconds": outcome.search_seconds}),
+        "best": f"{outcome.model_id} ({outcome.algorithm}, variant {outcome.variant})",
+        "sort_metric": metric,
+        "leaderboard": dg.MetadataValue.md(shown.round(4).to_markdown(index=False)),
+        "leaderboard_table": dg.MetadataValue.path(lake.uri(LEADERBOARD)),
+        "aliases": dg.MetadataValue.json(outcome.aliases),
+    })

@@ -1,0 +1,151 @@
+"""Model registry in the lake: versions in ``model_registry``, aliases in ``model_aliases``.
+
+- A version's artifact is a file under ``<data root>/artifacts/models/v<N>/``; its sha256 is in the
+  registry row and is checked before the file is unpickled (pickles execute code on load).
+- ``model_aliases`` keeps every alias change as a row (alias, version, from_version, when, who,
+  why, experiment); the current alias is the latest change. Each change set is one Delta commit
+  that rewrites this small table from the snapshot it read (:meth:`Lake.rewrite`), so two
+  concurrent writers conflict and the loser retries on the new state: no lost update.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lake.delta import Lake
+from lake.paths import sha256_file
+from lake.tables import MODEL_ALIASES, MODEL_ALIASES_SCHEMA, MODEL_REGISTRY, MODEL_REGISTRY_SCHEMA
+
+log = logging.getLogger(__name__)
+ALIASES = ("prod", "staging", "previous", "fallback")
+
+
+class IntegrityError(RuntimeError):
+    """An artifact's bytes do not match the sha256 recorded in the registry."""
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    alias: str
+    version: int | None  # None clears the alias
+
+
+class ModelRegistry:
+    """Versions, artifacts and aliases of one lake."""
+
+    def __init__(self, lake: Lake, artifacts_dir: Path) -> None:
+        self.lake = lake
+        self.artifacts_dir = artifacts_dir
+
+    # ---- versions -------------------------------------------------------------------------
+    def versions(self) -> pd.DataFrame:
+        return self.lake.read(MODEL_REGISTRY, missing_ok=True)
+
+    def get(self, version: int) -> dict[str, Any]:
+        rows = self.lake.read(MODEL_REGISTRY, where=f"version = {int(version)}", missing_ok=True) \
+            if self.lake.exists(MODEL_REGISTRY) else pd.DataFrame()
+        if rows.empty:
+            raise KeyError(f"model version {version} is not in the registry")
+        return rows.iloc[0].to_dict()
+
+    def register(self, artifact: Path, row: dict[str, Any]) -> int:
+        """Copy the artifact's folder (the model file and its interpretation files) to its
+        version folder and add the registry row; returns the version.
+
+        The version number is claimed by a compare-and-swap commit of the registry table, so two
+        concurrent registrations get different numbers. The files are in place before the row
+        that points to them is committed.
+        """
+        digest = sha256_file(artifact)
+        size = artifact.stat().st_size
+        full = {f.name: row.get(f.name) for f in MODEL_REGISTRY_SCHEMA}
+        for key in ("hyperparameters", "cv_metrics", "holdout_metrics", "training_batches", "holdout_batches",
+                    "library_versions", "input_schema", "gate", "interpretation"):
+            if full[key] is not None and not isinstance(full[key], str):
+                full[key] = json.dumps(full[key], default=str, sort_keys=True)
+        full.update(sha256=digest, artifact_bytes=size, created_at=full.get("created_at") or datetime.now(UTC))
+        claimed: dict[str, Any] = {}
+
+        def add(current: pd.DataFrame) -> pd.DataFrame:
+            version = int(current["version"].max()) + 1 if len(current) else 1
+            folder = self.artifacts_dir / "models" / f"v{version}"
+            if folder.exists():  # left by a registration whose commit lost a race or crashed
+                shutil.rmtree(folder)
+            shutil.copytree(artifact.parent, folder)
+            claimed.update(version=version)
+            new = pd.DataFrame([{**full, "version": version, "artifact_path": str(folder / artifact.name)}])
+            return pd.concat([current, new], ignore_index=True) if len(current) else new
+
+        self.lake.rewrite(MODEL_REGISTRY, MODEL_REGISTRY_SCHEMA, add)
+        log.info("registered model version %d (%s, sha256 %s)", claimed["version"], full.get("algorithm"), digest[:12])
+        return int(claimed["version"])
+
+    def load(self, version: int) -> Any:
+        """Unpickle a version's artifact after verifying its sha256 against the registry."""
+        import joblib
+
+        row = self.get(version)
+        path = Path(row["artifact_path"])
+        if not path.exists():
+            raise FileNotFoundError(f"artifact of model version {version} is missing: {path}")
+        actual = sha256_file(path)
+        if actual != row["sha256"]:
+            raise IntegrityError(f"refusing to load model version {version}: {path} has sha256 {actual}, "
+                                 f"the registry says {row['sha256']} (file changed or corrupted)")
+        return joblib.load(path)
+
+    # ---- aliases --------------------------------------------------------------------------
+    def alias_history(self) -> pd.DataFrame:
+        return self.lake.read(MODEL_ALIASES, missing_ok=True)
+
+    def aliases(self) -> dict[str, int]:
+        """Current alias -> version (cleared aliases are absent)."""
+        return current_aliases(self.alias_history())
+
+    def set_aliases(self, changes: list[AliasChange], *, actor: str, reason: str,
+                    experiment_id: str | None = None, expect: dict[str, int | None] | None = None,
+                    retries: int = 20) -> dict[str, int]:
+        """Apply alias changes in one commit; returns the new current aliases.
+
+        ``expect`` makes it a compare-and-set: if an alias no longer has the expected version
+        (another writer moved it), a ValueError is raised instead of overwriting their change.
+        """
+        for change in changes:
+            if change.alias not in ALIASES:
+                raise ValueError(f"unknown alias {change.alias!r}; expected one of {ALIASES}")
+        written: dict[str, int] = {}
+
+        def change(history: pd.DataFrame) -> pd.DataFrame:
+            now = current_aliases(history)
+            for alias, wanted in (expect or {}).items():
+                if now.get(alias) != wanted:
+                    raise ValueError(f"alias {alias!r} is at {now.get(alias)}, expected {wanted}: changed concurrently")
+            seq = int(history["change_id"].max()) + 1 if len(history) else 1
+            stamp = datetime.now(UTC)
+            rows = pd.DataFrame([{"change_id": seq + i, "alias": c.alias, "version": c.version,
+                                  "from_version": now.get(c.alias), "changed_at": stamp, "actor": actor,
+                                  "reason": reason, "experiment_id": experiment_id} for i, c in enumerate(changes)])
+            new = pd.concat([history, rows], ignore_index=True) if len(history) else rows
+            written.clear()
+            written.update(current_aliases(new))
+            return new
+
+        self.lake.rewrite(MODEL_ALIASES, MODEL_ALIASES_SCHEMA, change, retries=retries)
+        log.info("aliases now %s (%s: %s)", written, actor, reason)
+        return dict(written)
+
+
+def current_aliases(history: pd.DataFrame) -> dict[str, int]:
+    """Latest change per alias; an alias whose latest change cleared it is absent."""
+    if history.empty:
+        return {}
+    latest = history.sort_values("change_id").groupby("alias").tail(1)
+    return {r.alias: int(r.version) for r in latest.itertuples() if pd.notna(r.version)}

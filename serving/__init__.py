@@ -1,0 +1,1 @@
+"""Scoring with a registered model: request/file rows -> build_features -> model (no Dagster)."""

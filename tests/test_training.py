@@ -1,0 +1,209 @@
+"""Model lifecycle on small data: time-ordered validation, the gate, the registry and its aliases."""
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from assets.retrain import retrain
+from assets.steps import require_contract
+from assets.training import fold_bounds, select_training_data, setup_experiment
+from features import FeatureSpec
+from lake.registry import AliasChange, IntegrityError, ModelRegistry
+from lake.tables import FEATURES, LEADERBOARD, MODEL_REGISTRY_SCHEMA
+from tests.test_ingest_pipeline import Pipeline
+
+FAST = {"models": ["lr", "dt", "knn"], "folds": 2, "budget_time_minutes": 0.5, "tune_iterations": 2,
+        "holdout_min_rows": 200}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    """Three ingested batches and one training run (shared: PyCaret runs take seconds)."""
+    pipe = Pipeline(tmp_path_factory.mktemp("trained"), {"training": FAST})
+    for _ in range(3):
+        assert pipe.emit_and_run().success
+    result = pipe.defs.resolve_job_def("retrain_job").execute_in_process(instance=pipe.instance)
+    assert result.success
+    return pipe
+
+
+def test_window_and_holdout_follow_time(trained: Pipeline) -> None:
+    data = select_training_data(trained.lake.read(FEATURES), trained.cfg)
+    assert data.holdout_batches == ["batch_00003"] and data.train_batches == ["batch_00001", "batch_00002"]
+    assert data.train["event_time"].max() < data.holdout["event_time"].min()
+    capped = trained.cfg.model_copy(update={"training": trained.cfg.training.model_copy(
+        update={"max_train_rows": 250, "holdout_min_rows": 301})})
+    data = select_training_data(trained.lake.read(FEATURES), capped)
+    assert data.holdout_batches == ["batch_00002", "batch_00003"]  # one batch is not enough rows
+    assert len(data.train) == 250 and data.train_batches == ["batch_00001"]
+
+
+def test_cross_validation_never_trains_on_later_rows(trained: Pipeline) -> None:
+    spec = FeatureSpec.from_contract(require_contract(trained.lake), trained.cfg)
+    data = select_training_data(trained.lake.read(FEATURES), trained.cfg)
+    exp = setup_experiment(data.train, spec, trained.cfg, trained.cfg.training.variants[0])
+    bounds = fold_bounds(exp)
+    assert len(bounds) == 3  # 2 CV folds + PyCaret's own test split
+    assert all(last_train < first_valid for last_train, first_valid in bounds)
+    x_train = exp.get_config("X_train")
+    assert list(x_train.index) == list(range(len(x_train)))  # no shuffling: rows stay in time order
+
+
+def test_first_model_is_prod_with_every_registry_field(trained: Pipeline) -> None:
+    registry = ModelRegistry(trained.lake, trained.paths.artifacts)
+    assert registry.aliases() == {"prod": 1, "fallback": 2}
+    row = registry.get(1)
+    assert (row["role"], registry.get(2)["role"], registry.get(2)["model_id"]) == ("candidate", "fallback",
+                                                                                   "hgb_fallback")
+    empty = [f.name for f in MODEL_REGISTRY_SCHEMA if row.get(f.name) is None or
+             (isinstance(row.get(f.name), float) and pd.isna(row.get(f.name)))]
+    assert empty == []
+    assert json.loads(row["training_batches"]) == ["batch_00001", "batch_00002"]
+    assert json.loads(row["holdout_metrics"])["AUC"] > 0.7  # the toy target is learnable
+    assert set(json.loads(row["cv_metrics"])) >= {"Accuracy", "AUC", "F1", "LogLoss"}
+    schema = json.loads(row["input_schema"])
+    assert sorted(schema["categories"]["city"]) == ["Lima", "Oslo", "Rome"]
+    assert row["latency_single_ms"] > 0 and row["peak_memory_mb"] > 0
+    model = registry.load(1)
+    assert set(model.classes_) == {0, 1}
+    folder = Path(row["artifact_path"]).parent
+    files = json.loads(row["interpretation"])
+    importance = json.loads((folder / files["permutation_importance"]).read_text())
+    assert importance[0]["feature"] == "temp"  # the toy target is driven by temperature
+    assert (folder / files["permutation_importance_plot"]).stat().st_size > 1000
+    if row["model_id"] == "lr":
+        coefficients = json.loads((folder / files["coefficients"]).read_text())
+        assert {c["feature"] for c in coefficients} >= {"temp", "amount"}
+    elif row["model_id"] == "dt":
+        assert "temp" in (folder / files["tree"]).read_text()
+    board = trained.lake.read(LEADERBOARD)
+    assert set(board["model_id"]) == {"lr", "dt", "knn"} and board["rank"].min() == 1
+
+
+def test_second_run_goes_to_staging_only_when_it_passes_the_gate(trained: Pipeline) -> None:
+    registry = ModelRegistry(trained.lake, trained.paths.artifacts)
+    strict = trained.cfg.model_copy(update={"training": trained.cfg.training.model_copy(
+        update={"gate": trained.cfg.training.gate.model_copy(update={"min_score": 0.999})})})
+    refused = retrain(trained.lake, registry, strict, "run-strict")
+    assert refused.version is None and not refused.gate["passed"]
+    assert "misses the floor 0.999" in refused.gate["reason"]
+    assert registry.aliases() == {"prod": 1, "fallback": 2} and len(registry.versions()) == 2
+    passed = retrain(trained.lake, registry, trained.cfg, "run-2")
+    assert passed.gate["passed"] and passed.gate["prod"] == pytest.approx(
+        json.loads(registry.get(1)["holdout_metrics"])["AUC"])  # compared on the same hold-out
+    assert (passed.version, passed.alias, passed.fallback_version) == (3, "staging", 4)
+    assert registry.aliases() == {"prod": 1, "staging": 3, "fallback": 4}
+    history = registry.alias_history().sort_values("change_id")
+    assert history[["alias", "version", "from_version"]].fillna(0).astype({"version": int, "from_version": int}) \
+        .values.tolist() == [["prod", 1, 0], ["fallback", 2, 0], ["staging", 3, 0], ["fallback", 4, 2]]
+    assert history["actor"].iloc[2] == "retrain_job:run-2"
+
+
+def test_tampered_artifact_is_refused(trained: Pipeline) -> None:
+    registry = ModelRegistry(trained.lake, trained.paths.artifacts)
+    path = Path(registry.get(1)["artifact_path"])
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\x00")
+        with pytest.raises(IntegrityError, match="refusing to load model version 1"):
+            registry.load(1)
+    finally:
+        path.write_bytes(original)
+    assert registry.load(1) is not None
+
+
+def test_concurrent_alias_writers_end_consistent(lake, tmp_path: Path) -> None:
+    registry = ModelRegistry(lake, tmp_path / "artifacts")
+    errors: list[BaseException] = []
+
+    def writer(alias: str) -> None:
+        try:
+            for version in range(1, 8):
+                registry.set_aliases([AliasChange(alias, version)], actor=alias, reason="test")
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(a,)) for a in ("prod", "staging", "fallback")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    history = registry.alias_history().sort_values("change_id")
+    assert history["change_id"].tolist() == list(range(1, 22))  # no lost or duplicated change
+    assert registry.aliases() == {"prod": 7, "staging": 7, "fallback": 7}
+    for alias in ("prod", "staging", "fallback"):  # each chain links: from_version = previous version
+        chain = history[history["alias"] == alias]
+        assert chain["from_version"].fillna(0).astype(int).tolist() == list(range(0, 7))
+    with pytest.raises(ValueError, match="changed concurrently"):
+        registry.set_aliases([AliasChange("prod", 9)], actor="x", reason="cas", expect={"prod": 3})
+    with pytest.raises(ValueError, match="unknown alias"):
+        registry.set_aliases([AliasChange("canary", 1)], actor="x", reason="typo")
+
+
+def test_regression_config_trains_end_to_end(tmp_path: Path) -> None:
+    pipe = Pipeline(tmp_path, {"dataset": {"task": "regression", "target": "amount",
+                                           "numeric": ["temp", "visits"], "ignore": ["churn"]},
+                               "training": {**FAST, "gate": {"min_score": 1000.0}}})
+    for _ in range(3):
+        assert pipe.emit_and_run().success
+    registry = ModelRegistry(pipe.lake, pipe.paths.artifacts)
+    outcome = retrain(pipe.lake, registry, pipe.cfg, "reg-1")
+    assert outcome.gate["metric"] == "MAE" and set(outcome.holdout_metrics) == {"MAE", "RMSE", "R2"}
+    assert outcome.holdout_metrics["MAE"] < 30 and outcome.version == 1
+    assert registry.aliases() == {"prod": 1, "fallback": 2}
+    from serving.scoring import ServedModel, score_frame
+
+    fallback = ServedModel.from_registry_row(registry.get(2), registry.load(2))
+    scored = score_frame(pd.DataFrame({"ts": ["2024-02-01T10:00:00Z"]}), fallback)  # every feature missing
+    assert scored["error"].tolist() == [""] and np.isfinite(float(scored["predict"].iloc[0]))
+    assert pipe.lake.read(FEATURES)["amount"].dtype == "float64"
+
+
+INFERENCE_ROWS = pd.DataFrame({
+    "ts": ["2024-02-01T10:00:00Z", "2024-02-01T11:00:00Z", "2024-02-01T12:00:00Z", "2024-02-01T13:00:00Z",
+           "yesterday"],
+    "city": ["Oslo", "Paris", None, "Rome", "Rome"],      # Paris: never seen in training
+    "plan": ["pro", "basic", None, "pro", "pro"],
+    "temp": ["25.5", "3", None, "warm", "10"],            # "warm": cannot be a number
+    "amount": ["10", "20", "30", "40", "50"],
+    "visits": ["1", "2", None, "4", "5"],
+})
+
+
+def test_scoring_predicts_unseen_and_missing_and_reports_bad_rows(trained: Pipeline) -> None:
+    from serving.scoring import ServedModel, score_frame
+
+    registry = ModelRegistry(trained.lake, trained.paths.artifacts)
+    served = ServedModel.from_registry_row(registry.get(1), registry.load(1))
+    scored = score_frame(INFERENCE_ROWS, served)
+    assert scored["predict"].iloc[:3].notna().all() and scored["probability"].iloc[:3].between(0, 1).all()
+    assert scored["error"].tolist()[:3] == ["", "", ""]
+    assert scored["error"].iloc[3] == "temp: 'warm' is not a finite number"
+    assert scored["error"].iloc[4] == "ts: missing or not a time"
+    assert scored["predict"].iloc[3:].isna().all() and scored["model_version"].eq(1).all()
+    hot = INFERENCE_ROWS.iloc[[0]].assign(temp="40")
+    assert score_frame(hot, served)["probability"].iloc[0] > score_frame(
+        INFERENCE_ROWS.iloc[[0]].assign(temp="-5"), served)["probability"].iloc[0]  # churn follows temp
+
+
+def test_inference_command_writes_predictions_csv(trained: Pipeline, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    source = tmp_path / "requests.xlsx"
+    INFERENCE_ROWS.to_excel(source, index=False)
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, str(root / "run.py"), "-mode", "inference", "-file", str(source),
+                             "--config", str(trained.config_path), "--data", str(trained.paths.root)],
+                            check=False, capture_output=True, text=True, timeout=300, cwd=root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = Path(result.stdout.strip().splitlines()[-1])
+    assert out == trained.paths.reports / "requests_predictions.csv"
+    scored = pd.read_csv(out)
+    assert list(scored.columns[-4:]) == ["predict", "probability", "model_version", "error"]
+    assert scored["predict"].notna().sum() == 3 and scored["error"].notna().sum() == 2
