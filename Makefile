@@ -27,6 +27,7 @@ dev: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_history.py
+	$(BIN)/python bench/training.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

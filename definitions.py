@@ -12,7 +12,7 @@ from assets.eda_asset import eda_report
 from assets.ingest_assets import build_quality_asset, cleaned, features, raw
 from assets.partitions import batches_partitions
 from assets.resources import LakehouseResource
-from assets.training_asset import RETRAIN_JOB, candidate_models
+from assets.training_asset import RETRAIN_JOB, candidate_models, summary_report
 from config import load_config
 from sensors.inbox import INGEST_JOB, build_inbox_sensor
 
@@ -29,12 +29,12 @@ def build_definitions(config_path: str | None = None, data_root: str | None = No
         tags={"lakehouse/pipeline": "ingest"},
     )
     retrain_job = dg.define_asset_job(
-        RETRAIN_JOB, selection=dg.AssetSelection.assets(candidate_models),
+        RETRAIN_JOB, selection=dg.AssetSelection.assets(candidate_models, summary_report),
         description="AutoML candidates on the latest features; registers the winner if it passes the gate.",
         tags={"lakehouse/pipeline": "retrain"},
     )
     return dg.Definitions(
-        assets=[raw, quality, cleaned, features, eda_report, candidate_models],
+        assets=[raw, quality, cleaned, features, eda_report, candidate_models, summary_report],
         jobs=[ingest_job, retrain_job],
         sensors=[build_inbox_sensor(cfg.dagster.inbox_poll_seconds, cfg.dagster.max_runs_per_tick)],
         resources={"lakehouse": LakehouseResource(config_path=config_path or "", data_root=data_root or "")},

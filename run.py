@@ -9,6 +9,8 @@
     python run.py -mode inference -file PATH
                                   score a CSV/XLSX/Parquet file with the prod model; prints the path
                                   of a CSV with `predict` (and `probability`) and `error` columns
+    python run.py -mode summary   HTML report of quality, metrics, hyperparameters, latency over
+                                  batches and model versions; prints its path
 
 ``--config PATH`` (or LAKEHOUSE_CONFIG) selects the configuration, ``--data DIR`` (or
 LAKEHOUSE_DATA) the data root; both are passed on to Dagster through the environment.
@@ -197,6 +199,7 @@ def print_training_summary(cfg, paths: DataPaths) -> None:
         print(f"  fallback version {fb['version']}: {fb['algorithm']}, hold-out "
               f"{ {k: round(v, 4) for k, v in json.loads(fb['holdout_metrics']).items()} }")
     print(f"  interpretation: {Path(row['artifact_path']).parent / 'interpretation'}")
+    print(f"  summary report: {paths.reports / 'summary.html'} (also `run.py -mode summary`)")
     print(f"  aliases: {registry.aliases()}")
 
 
@@ -270,6 +273,18 @@ def mode_inference(paths: DataPaths, file: str | None) -> int:
     return 0
 
 
+def mode_summary(paths: DataPaths) -> int:
+    """Write the HTML summary over batches and model versions; print its path."""
+    from assets.resources import lake_for
+    from assets.summary import make_summary_report
+
+    cfg = load_config()
+    out = paths.reports / "summary.html"
+    make_summary_report(lake_for(cfg, paths), out, dataset=cfg.dataset.name, metric=cfg.sort_metric)
+    print(out)
+    return 0
+
+
 def mode_dev(paths: DataPaths) -> int:
     """Replace this process with `dagster dev` on loopback (webserver + daemon for the sensors)."""
     dagster = Path(sys.executable).with_name("dagster")
@@ -285,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-mode", "--mode", required=True,
-                        choices=["update", "stream", "ingest", "demo", "dev", "inference"])
+                        choices=["update", "stream", "ingest", "demo", "dev", "inference", "summary"])
     parser.add_argument("-file", "--file", help="inference: the CSV / XLSX / Parquet file to score")
     parser.add_argument("-config", "--config",
                         help="configuration file (default: LAKEHOUSE_CONFIG or config/pipeline.yaml)")
@@ -316,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         return mode_demo(paths, args.batches)
     if args.mode == "inference":
         return mode_inference(paths, args.file)
+    if args.mode == "summary":
+        return mode_summary(paths)
     return mode_dev(paths)
 
 

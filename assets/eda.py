@@ -20,7 +20,7 @@ from features import FeatureSpec
 from lake.tables import BATCH_COLUMN, QUALITY_BATCH_ROW
 
 
-def _png(fig: plt.Figure, tight: bool = True) -> str:
+def png_base64(fig: plt.Figure, tight: bool = True) -> str:
     """PNG as base64. ``tight`` bounding boxes cost ~50 ms per axes, so grids lay out by hand."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight" if tight else None)
@@ -67,7 +67,7 @@ def make_eda_report(features: pd.DataFrame, spec: FeatureSpec, quality: pd.DataF
     ax2.set_ylabel("target share / mean")
     ax2.legend(loc="upper right", fontsize=7)
     ax.set_title(f"Rows and target balance per batch ({spec.target})")
-    figures.append(("Target balance over batches", _png(fig)))
+    figures.append(("Target balance over batches", png_base64(fig)))
 
     batch_q = quality[quality["column"] == QUALITY_BATCH_ROW].sort_values("batch_id") if not quality.empty else quality
     col_q = quality[quality["column"] != QUALITY_BATCH_ROW] if not quality.empty else quality
@@ -79,7 +79,7 @@ def make_eda_report(features: pd.DataFrame, spec: FeatureSpec, quality: pd.DataF
         ax.set_xticks(range(pivot.shape[1]), pivot.columns, rotation=60, fontsize=7)
         fig.colorbar(im, ax=ax, label="missing share")
         ax.set_title("Missingness per column and batch (raw batches, before cleaning)")
-        figures.append(("Missingness", _png(fig)))
+        figures.append(("Missingness", png_base64(fig)))
     if not batch_q.empty:
         fig, ax = plt.subplots(figsize=(10, 2.6))
         ax.plot(batch_q["batch_id"], batch_q["score"], marker="o")
@@ -87,7 +87,7 @@ def make_eda_report(features: pd.DataFrame, spec: FeatureSpec, quality: pd.DataF
         ax.set_ylabel("quality score")
         ax.tick_params(axis="x", rotation=60, labelsize=7)
         ax.set_title("Batch quality score")
-        figures.append(("Quality score per batch", _png(fig)))
+        figures.append(("Quality score per batch", png_base64(fig)))
 
     numeric = [*spec.time_features, *spec.numeric][:max_columns]
     if numeric:
@@ -97,7 +97,7 @@ def make_eda_report(features: pd.DataFrame, spec: FeatureSpec, quality: pd.DataF
             ax.hist(values, bins=40, color="#4c78a8")
             ax.set_title(f"{col} ({features[col].isna().mean():.0%} missing)", fontsize=8)
             ax.tick_params(labelsize=6)
-        figures.append(("Numeric distributions", _png(fig, tight=False)))
+        figures.append(("Numeric distributions", png_base64(fig, tight=False)))
     categorical = list(spec.categorical)[:max_columns]
     if categorical:
         fig, axes = _grid(len(categorical))
@@ -107,7 +107,7 @@ def make_eda_report(features: pd.DataFrame, spec: FeatureSpec, quality: pd.DataF
             ax.set_title(f"{col} ({features[col].nunique()} values)", fontsize=8)
             ax.tick_params(labelsize=6)
         fig.subplots_adjust(wspace=0.8)  # room for category labels
-        figures.append(("Top categories", _png(fig, tight=False)))
+        figures.append(("Top categories", png_base64(fig, tight=False)))
     corr_cols = numeric + ([spec.target] if pd.api.types.is_numeric_dtype(features[spec.target]) else [])
     if len(corr_cols) >= 2:
         corr = features[corr_cols].astype(float).corr()
@@ -117,7 +117,7 @@ def make_eda_report(features: pd.DataFrame, spec: FeatureSpec, quality: pd.DataF
         ax.set_yticks(range(len(corr_cols)), corr_cols, fontsize=7)
         fig.colorbar(im, ax=ax)
         ax.set_title("Pearson correlation")
-        figures.append(("Correlations", _png(fig)))
+        figures.append(("Correlations", png_base64(fig)))
 
     missing = features[spec.feature_columns].isna().mean().sort_values(ascending=False)
     summary = {

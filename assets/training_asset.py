@@ -37,3 +37,17 @@ def candidate_models(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
         "leaderboard_table": dg.MetadataValue.path(lake.uri(LEADERBOARD)),
         "aliases": dg.MetadataValue.json(outcome.aliases),
     })
+
+
+@dg.asset(group_name="training", deps=[candidate_models], kinds={"html", "matplotlib"},
+          description="HTML summary over batches and model versions: data quality, metrics, hyperparameters, "
+                      "latency and memory per version, alias history, best candidate of each run.")
+def summary_report(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    from assets.summary import make_summary_report
+
+    cfg, paths = lakehouse.cfg(), lakehouse.paths()
+    out = paths.reports / "summary.html"
+    counts = make_summary_report(lakehouse.lake(), out, dataset=cfg.dataset.name, metric=cfg.sort_metric)
+    context.log.info("summary report written to %s", out)
+    return dg.MaterializeResult(metadata={"report": dg.MetadataValue.path(str(out)),
+                                          "report_url": dg.MetadataValue.url(out.as_uri()), **numbers(counts)})

@@ -207,3 +207,17 @@ def test_inference_command_writes_predictions_csv(trained: Pipeline, tmp_path: P
     scored = pd.read_csv(out)
     assert list(scored.columns[-4:]) == ["predict", "probability", "model_version", "error"]
     assert scored["predict"].notna().sum() == 3 and scored["error"].notna().sum() == 2
+
+
+def test_summary_report_covers_batches_and_versions(trained: Pipeline) -> None:
+    from assets.summary import make_summary_report
+
+    report = trained.paths.reports / "summary.html"  # written by retrain_job's summary_report step
+    assert report.exists()
+    out = trained.paths.reports / "summary_again.html"
+    counts = make_summary_report(trained.lake, out, dataset="toy", metric="AUC")
+    assert counts["batches"] == 3 and counts["versions"] >= 2 and counts["training_runs"] >= 1
+    text = out.read_text()
+    assert text.count("data:image/png;base64,") == 2
+    assert "Data quality over batches" in text and "Selected hyperparameters" in text and "Alias history" in text
+    assert "hgb_fallback" in text
