@@ -1,7 +1,8 @@
 """Command line of the lakehouse (the seeds' course interface, extended).
 
-    python run.py -mode update    emit the next stream batch into the inbox and ingest everything
-                                  pending through ingest_job (in process); prints True / False
+    python run.py -mode update    emit the next stream batch into the inbox, ingest everything pending
+                                  through ingest_job (in process), then train a first model or
+                                  refresh prod as the policy says; prints True / False
     python run.py -mode stream    emit all remaining batches into the inbox (nothing ingested)
     python run.py -mode ingest    ingest every file waiting in the inbox; prints True / False
     python run.py -mode demo      restart the stream, emit and ingest every batch, print a summary
@@ -103,15 +104,25 @@ def report_results(results: list[BatchResult]) -> int:
 
 
 def mode_update(paths: DataPaths) -> int:
+    from assets.policy import training_action
+    from assets.resources import lake_for
+    from lake.registry import ModelRegistry
     from stream.emulator import StreamEmulator
 
-    emitted = StreamEmulator(load_config(), paths).emit_next()
+    cfg = load_config()
+    emitted = StreamEmulator(cfg, paths).emit_next()
     if emitted is None:
         log.info("the stream is exhausted: no new batch; ingesting what is pending")
-    return report_results(ingest_pending(paths))
+    results = ingest_pending(paths)
+    lake = lake_for(cfg, paths)
+    action, why = training_action(lake, ModelRegistry(lake, paths.artifacts), cfg)
+    log.info("models: %s (%s)", action or "no training", why)
+    if action is not None:
+        results.append(run_retrain(paths, action))
+    return report_results(results)
 
 
-def run_retrain(paths: DataPaths) -> BatchResult:
+def run_retrain(paths: DataPaths, mode: str = "full") -> BatchResult:
     """Run retrain_job in process (the job the drift sensor will launch) in the instance the UI shows."""
     from dagster import DagsterInstance
 
@@ -121,9 +132,10 @@ def run_retrain(paths: DataPaths) -> BatchResult:
     defs = build_definitions(os.environ.get(CONFIG_ENV), str(paths.root))
     with DagsterInstance.get() as instance:
         result = defs.resolve_job_def(RETRAIN_JOB).execute_in_process(
-            instance=instance, raise_on_error=False, tags={"lakehouse/trigger": "run.py"},
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})  # the search's progress
-    return BatchResult("retrain", result.success, "" if result.success else _failure_text(result))
+            instance=instance, raise_on_error=False, tags={"lakehouse/trigger": "run.py", "lakehouse/mode": mode},
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}},  # the search's progress
+                        "ops": {"candidate_models": {"config": {"mode": mode}}}})
+    return BatchResult(f"retrain_job ({mode})", result.success, "" if result.success else _failure_text(result))
 
 
 def reset_data_root(paths: DataPaths) -> None:

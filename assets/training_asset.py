@@ -1,9 +1,13 @@
 """``candidate_models``: the AutoML training run of ``retrain_job`` (thin wrapper over assets.retrain)."""
 
+from typing import Literal
+
 import dagster as dg
+from pydantic import Field
 
 from assets.ingest_assets import features as features_asset
 from assets.metadata import numbers
+from assets.refresh import refresh
 from assets.resources import LakehouseResource
 from assets.retrain import retrain
 from lake.tables import LEADERBOARD
@@ -11,20 +15,36 @@ from lake.tables import LEADERBOARD
 RETRAIN_JOB = "retrain_job"
 
 
+class RetrainConfig(dg.Config):
+    """Run config of `candidate_models` (Launchpad, or the sensors' run requests)."""
+
+    mode: Literal["full", "refresh"] = Field(
+        default="full", description="full: AutoML search over all models and variants; refresh: incremental "
+        "refresh of prod on the batches that arrived after its data (see README, Model lifecycle).")
+
+
 @dg.asset(group_name="training", deps=[features_asset], kinds={"pycaret", "deltalake"},
           description="PyCaret AutoML on a time-ordered window of `features`: every preprocessing variant "
                       "compared with time-series CV, the best tuned and finalized, evaluated on the most recent "
                       "batches, and registered (prod if none, else staging) when it passes the gate.")
-def candidate_models(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+def candidate_models(context: dg.AssetExecutionContext, config: RetrainConfig,
+                     lakehouse: LakehouseResource) -> dg.MaterializeResult:
     cfg, lake = lakehouse.cfg(), lakehouse.lake()
     try:
-        outcome = retrain(lake, lakehouse.registry(), cfg, context.run_id, context.log.info)
+        if config.mode == "refresh":
+            outcome = refresh(lake, lakehouse.registry(), cfg, context.run_id, context.log.info)
+            if outcome is None:
+                return dg.MaterializeResult(metadata={"mode": "refresh", "registered_version": "nothing to refresh"})
+        else:
+            outcome = retrain(lake, lakehouse.registry(), cfg, context.run_id, context.log.info)
     except (LookupError, ValueError) as exc:  # no data yet / not enough batches: say so in the UI
         raise dg.Failure(str(exc)) from exc
     board = outcome.leaderboard
-    shown = board[["rank", "model_id", "model", "variant", "stage", "sort_value", "fit_seconds"]].head(15)
+    shown = board[["rank", "model_id", "model", "variant", "stage", "sort_value", "fit_seconds"]].head(15) \
+        if len(board) else board
     metric = cfg.sort_metric
     return dg.MaterializeResult(metadata={
+        "mode": config.mode,
         "registered_version": dg.MetadataValue.int(outcome.version) if outcome.version else "not registered",
         "alias": outcome.alias or "none",
         "gate": dg.MetadataValue.json(outcome.gate),
@@ -33,7 +53,8 @@ def candidate_models(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
                    "features_version": outcome.features_version, "search_seconds": outcome.search_seconds}),
         "best": f"{outcome.model_id} ({outcome.algorithm}, variant {outcome.variant})",
         "sort_metric": metric,
-        "leaderboard": dg.MetadataValue.md(shown.round(4).to_markdown(index=False)),
+        "leaderboard": dg.MetadataValue.md(shown.round(4).to_markdown(index=False) if len(shown)
+                                           else "(incremental refresh: no search)"),
         "leaderboard_table": dg.MetadataValue.path(lake.uri(LEADERBOARD)),
         "aliases": dg.MetadataValue.json(outcome.aliases),
     })

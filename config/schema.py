@@ -240,6 +240,10 @@ class TrainingConfig(_Strict):
         "the best `variant_models` of the first (the search stays within budget).")
     variant_models: int = Field(default=3, ge=1)
     gate: GateConfig = Field(default_factory=lambda: GateConfig(min_score=0.55))
+    refresh_min_rows: int = Field(default=1000, gt=0, description="New labelled rows since prod's data "
+                                  "needed before an incremental refresh runs.")
+    refresh_trees: int = Field(default=50, gt=0, description="Trees added by an incremental refresh of a "
+                               "tree ensemble (random forest, extra trees, LightGBM).")
     session_id: int = 0
     n_jobs: int = Field(default=1, description="Parallel jobs for PyCaret (1 keeps memory bounded).")
 
