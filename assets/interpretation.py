@@ -3,12 +3,17 @@
 - permutation importance of every input column on the hold-out (model-agnostic);
 - coefficients for linear models (on the pipeline's transformed features);
 - the tree structure for tree models (the tree itself, or the first tree of an ensemble) and the
-  ensemble's impurity importances.
+  ensemble's impurity importances;
+- SHAP values where the model supports an exact explainer (TreeExplainer for tree models,
+  LinearExplainer for linear ones): mean |SHAP| per transformed feature on hold-out rows. Other
+  families (kNN, ...) would need the model-agnostic KernelExplainer, too slow to run at every
+  registration: ``shap.json`` then records why there are no values.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,8 @@ import pandas as pd
 
 from assets.training import model_frame
 from features import FeatureSpec
+
+log = logging.getLogger(__name__)
 
 
 def _scoring(spec: FeatureSpec, y: pd.Series) -> str:
@@ -71,9 +78,40 @@ def interpret(model: Any, holdout: pd.DataFrame, spec: FeatureSpec, out_dir: Pat
         path = out_dir / "tree.txt"
         path.write_text(export_text(tree, feature_names=names, max_depth=6))
         written["tree"] = str(path)
+    written["shap"] = str(shap_summary(model, x, out_dir))
     if hasattr(estimator, "feature_importances_"):
         path = out_dir / "impurity_importance.json"
         path.write_text(json.dumps(dict(zip(names, map(float, estimator.feature_importances_), strict=False)),
                                    indent=1))
         written["impurity_importance"] = str(path)
     return written
+
+
+def shap_summary(model: Any, x: pd.DataFrame, out_dir: Path, max_rows: int = 500) -> Path:
+    """Mean |SHAP| per transformed feature, or the reason there is none, in ``shap.json``."""
+    import shap
+
+    estimator = model.steps[-1][1] if hasattr(model, "steps") else model
+    rows = x.head(max_rows)
+    xt = model[:-1].transform(rows) if hasattr(model, "steps") and len(model.steps) > 1 else rows
+    path = out_dir / "shap.json"
+    tree_like = hasattr(estimator, "tree_") or hasattr(estimator, "estimators_") or hasattr(estimator, "booster_")
+    if tree_like and not type(estimator).__name__.startswith("HistGradientBoosting"):
+        values = shap.TreeExplainer(estimator).shap_values(xt)
+        kind = "TreeExplainer"
+    elif hasattr(estimator, "coef_"):
+        values = shap.LinearExplainer(estimator, xt).shap_values(xt)
+        kind = "LinearExplainer"
+    else:
+        reason = (f"{type(estimator).__name__} has no exact SHAP explainer in shap {shap.__version__}; "
+                  "KernelExplainer is too slow to run at every registration")
+        log.warning("no SHAP values: %s", reason)
+        path.write_text(json.dumps({"unavailable": reason}))
+        return path
+    arr = np.asarray(values[-1] if isinstance(values, list) else values, dtype=float)
+    if arr.ndim == 3:  # (rows, features, classes): the positive class for two, all classes otherwise
+        arr = arr[:, :, 1] if arr.shape[2] == 2 else np.abs(arr).mean(axis=2)
+    mean_abs = dict(sorted(zip(map(str, xt.columns), np.abs(arr).mean(axis=0).tolist(), strict=True),
+                           key=lambda kv: -kv[1]))
+    path.write_text(json.dumps({"explainer": kind, "rows": len(xt), "mean_abs_shap": mean_abs}, indent=1))
+    return path

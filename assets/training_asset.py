@@ -1,5 +1,7 @@
 """``candidate_models``: the AutoML training run of ``retrain_job`` (thin wrapper over assets.retrain)."""
 
+import json
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -57,7 +59,18 @@ def candidate_models(context: dg.AssetExecutionContext, config: RetrainConfig,
                                            else "(incremental refresh: no search)"),
         "leaderboard_table": dg.MetadataValue.path(lake.uri(LEADERBOARD)),
         "aliases": dg.MetadataValue.json(outcome.aliases),
+        **_interpretation_links(lakehouse, outcome.version),
     })
+
+
+def _interpretation_links(lakehouse: LakehouseResource, version: int | None) -> dict[str, dg.MetadataValue]:
+    """Paths of the registered version's interpretation files (importance, coefficients, tree, SHAP)."""
+    if version is None:
+        return {}
+    row = lakehouse.registry().get(version)
+    folder = Path(row["artifact_path"]).parent
+    return {f"interpretation_{kind}": dg.MetadataValue.path(str(folder / rel))
+            for kind, rel in json.loads(row["interpretation"]).items()}
 
 
 @dg.asset(group_name="training", deps=[candidate_models], kinds={"html", "matplotlib"},

@@ -80,6 +80,15 @@ def test_first_model_is_prod_with_every_registry_field(trained: Pipeline) -> Non
         assert {c["feature"] for c in coefficients} >= {"temp", "amount"}
     elif row["model_id"] == "dt":
         assert "temp" in (folder / files["tree"]).read_text()
+    shap_doc = json.loads((folder / files["shap"]).read_text())
+    if row["model_id"] in ("lr", "dt"):  # exact explainers: linear and tree
+        assert next(iter(shap_doc["mean_abs_shap"])) == "temp" and shap_doc["rows"] == 300
+    else:
+        assert "no exact SHAP explainer" in shap_doc["unavailable"]
+    fallback_row = registry.get(2)
+    fallback_shap = Path(fallback_row["artifact_path"]).parent / json.loads(fallback_row["interpretation"])["shap"]
+    assert "HistGradientBoostingClassifier has no exact SHAP explainer" in json.loads(
+        fallback_shap.read_text())["unavailable"]
     board = trained.lake.read(LEADERBOARD)
     assert set(board["model_id"]) == {"lr", "dt", "knn"} and board["rank"].min() == 1
 
@@ -221,3 +230,14 @@ def test_summary_report_covers_batches_and_versions(trained: Pipeline) -> None:
     assert text.count("data:image/png;base64,") == 2
     assert "Data quality over batches" in text and "Selected hyperparameters" in text and "Alias history" in text
     assert "hgb_fallback" in text
+
+
+def test_candidate_models_metadata_links_interpretation(trained: Pipeline) -> None:
+    import dagster as dg
+
+    event = trained.instance.get_latest_materialization_event(dg.AssetKey("candidate_models"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["registered_version"].value == 1 and metadata["alias"].value == "prod"
+    for kind in ("permutation_importance", "permutation_importance_plot", "shap"):
+        assert Path(metadata[f"interpretation_{kind}"].value).exists()
+    assert metadata["holdout_AUC"].value > 0.7
