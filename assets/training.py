@@ -210,6 +210,18 @@ def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_
                         time.perf_counter() - started)
 
 
+def class_labels(model: Any) -> list:
+    """Class labels in the order of ``predict_proba``'s columns, in the original label space.
+
+    PyCaret label-encodes a non-numeric target inside the pipeline: the estimator's ``classes_``
+    are then 0..k-1 and the real labels live in the ``label_encoding`` step.
+    """
+    encoder = dict(getattr(model, "steps", [])).get("label_encoding")
+    if encoder is not None:
+        return list(encoder.transformer.classes_)
+    return list(model.classes_)
+
+
 def evaluate(model: Any, frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, float]:
     """Metrics of a fitted pipeline on labelled rows (hold-out or a new batch)."""
     from sklearn import metrics as m
@@ -221,9 +233,9 @@ def evaluate(model: Any, frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, fl
         return {"MAE": float(m.mean_absolute_error(y, pred)),
                 "RMSE": float(np.sqrt(m.mean_squared_error(y, pred))), "R2": float(m.r2_score(y, pred))}
     out = {"Accuracy": float(m.accuracy_score(y, pred)),
-           "F1": float(m.f1_score(y, pred, average="binary" if len(model.classes_) == 2 else "weighted"))}
+           "F1": float(m.f1_score(y, pred, average="binary" if len(class_labels(model)) == 2 else "weighted"))}
     proba = model.predict_proba(x)
-    labels = list(model.classes_)
+    labels = class_labels(model)
     if set(pd.unique(y)) <= set(labels) and len(pd.unique(y)) > 1:
         out["AUC"] = float(m.roc_auc_score(y, proba[:, 1]) if len(labels) == 2 else
                            m.roc_auc_score(y, proba, multi_class="ovr", labels=labels))

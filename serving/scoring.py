@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from assets.contract import as_text, parse_numeric, parse_time
-from assets.training import model_frame
+from assets.training import class_labels, model_frame
 from features import FeatureSpec, build_features
 
 
@@ -77,7 +77,7 @@ def score_frame(df: pd.DataFrame, served: ServedModel) -> pd.DataFrame:
         out.loc[ok, "predict"] = list(pred)
         if spec.task == "classification":
             proba = served.model.predict_proba(x)
-            classes = list(served.model.classes_)
+            classes = class_labels(served.model)
             # probability of the predicted class (for two classes: of the positive class)
             out.loc[ok, "probability"] = proba[:, 1] if len(classes) == 2 else \
                 proba[np.arange(len(pred)), [classes.index(p) for p in pred]]

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from assets.contract import load_contract
@@ -27,5 +28,14 @@ def test_text_example_trains_end_to_end(tmp_path: Path, name: str, metric: str, 
     # the text carries the signal: a model that ignored it could not get this close
     assert value < bound if metric == "MAE" else value > bound
     model = registry.load(row["version"])
+    if name == "tickets":  # string labels: metrics and scores in the original label space
+        metrics = json.loads(row["holdout_metrics"])
+        assert metrics["AUC"] > 0.9 and 0 < metrics["LogLoss"] < 1
+        from serving.scoring import ServedModel, score_frame
+
+        rows = pd.read_csv(EXAMPLES / "tickets.csv").tail(20).drop(columns=["category"])
+        scored = score_frame(rows, ServedModel.from_registry_row(row, model))
+        assert set(scored["predict"]) <= {"account", "billing", "shipping", "technical"}
+        assert scored["probability"].between(0.25, 1).all()  # the predicted class's probability
     text_steps = [step.transformer for name, step in model.steps if name == "text_embedding"]
     assert [t.method for t in text_steps] == ["tf-idf"]  # PyCaret's TF-IDF embedding of the text column
