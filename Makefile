@@ -28,6 +28,7 @@ dev: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_history.py
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/drift.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,12 +8,14 @@ data root come from ``LAKEHOUSE_CONFIG`` / ``LAKEHOUSE_DATA`` (or the defaults);
 
 import dagster as dg
 
+from assets.drift_asset import drift
 from assets.eda_asset import eda_report
 from assets.ingest_assets import build_quality_asset, cleaned, features, raw
 from assets.partitions import batches_partitions
 from assets.resources import LakehouseResource
 from assets.training_asset import RETRAIN_JOB, candidate_models, summary_report
 from config import load_config
+from sensors.drift import DRIFT_JOB, build_drift_schedule, build_drift_sensor
 from sensors.inbox import INGEST_JOB, build_inbox_sensor
 
 
@@ -23,9 +25,10 @@ def build_definitions(config_path: str | None = None, data_root: str | None = No
     quality = build_quality_asset(cfg)
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
-        selection=dg.AssetSelection.assets(raw, quality, cleaned, features, eda_report),
+        selection=dg.AssetSelection.assets(raw, quality, cleaned, features, drift, eda_report),
         partitions_def=batches_partitions,
-        description="One batch file: raw -> quality (checks) -> cleaned -> features, then the EDA report.",
+        description="One batch file: raw -> quality (checks) -> cleaned -> features -> drift vs prod, "
+                    "and the EDA report.",
         tags={"lakehouse/pipeline": "ingest"},
     )
     retrain_job = dg.define_asset_job(
@@ -33,10 +36,17 @@ def build_definitions(config_path: str | None = None, data_root: str | None = No
         description="AutoML candidates on the latest features; registers the winner if it passes the gate.",
         tags={"lakehouse/pipeline": "retrain"},
     )
+    drift_job = dg.define_asset_job(
+        DRIFT_JOB, selection=dg.AssetSelection.assets(drift), partitions_def=batches_partitions,
+        description="Re-check batches against the current prod model (the daily drift schedule runs it).",
+        tags={"lakehouse/pipeline": "drift"},
+    )
     return dg.Definitions(
-        assets=[raw, quality, cleaned, features, eda_report, candidate_models, summary_report],
-        jobs=[ingest_job, retrain_job],
-        sensors=[build_inbox_sensor(cfg.dagster.inbox_poll_seconds, cfg.dagster.max_runs_per_tick)],
+        assets=[raw, quality, cleaned, features, drift, eda_report, candidate_models, summary_report],
+        jobs=[ingest_job, retrain_job, drift_job],
+        sensors=[build_inbox_sensor(cfg.dagster.inbox_poll_seconds, cfg.dagster.max_runs_per_tick),
+                 build_drift_sensor(cfg.drift)],
+        schedules=[build_drift_schedule(cfg.drift)],
         resources={"lakehouse": LakehouseResource(config_path=config_path or "", data_root=data_root or "")},
     )
 

@@ -5,7 +5,8 @@
                                   refresh prod as the policy says; prints True / False
     python run.py -mode stream    emit all remaining batches into the inbox (nothing ingested)
     python run.py -mode ingest    ingest every file waiting in the inbox; prints True / False
-    python run.py -mode demo      restart the stream, emit and ingest every batch, print a summary
+    python run.py -mode demo      restart the stream, ingest the first batches, train prod, then stream
+                                  the rest with a drift check per batch (drift -> retraining -> staging)
     python run.py -mode dev       start `dagster dev` (webserver + daemon) on 127.0.0.1
     python run.py -mode inference -file PATH
                                   score a CSV/XLSX/Parquet file with the prod model; prints the path
@@ -104,6 +105,7 @@ def report_results(results: list[BatchResult]) -> int:
 
 
 def mode_update(paths: DataPaths) -> int:
+    from assets.drift import retrain_requests
     from assets.policy import training_action
     from assets.resources import lake_for
     from lake.registry import ModelRegistry
@@ -115,7 +117,10 @@ def mode_update(paths: DataPaths) -> int:
         log.info("the stream is exhausted: no new batch; ingesting what is pending")
     results = ingest_pending(paths)
     lake = lake_for(cfg, paths)
-    action, why = training_action(lake, ModelRegistry(lake, paths.artifacts), cfg)
+    registry = ModelRegistry(lake, paths.artifacts)
+    ingested = [r.batch_id for r in results if r.success]
+    drifted = retrain_requests(lake, ingested, registry.aliases().get("prod"))
+    action, why = training_action(lake, registry, cfg, drifted)
     log.info("models: %s (%s)", action or "no training", why)
     if action is not None:
         results.append(run_retrain(paths, action))
@@ -147,29 +152,101 @@ def reset_data_root(paths: DataPaths) -> None:
     paths.ensure()
 
 
-def mode_demo(paths: DataPaths, batches: int | None) -> int:
+def mode_demo(paths: DataPaths, batches: int | None, initial: int) -> int:
+    """The loop on the default data: ingest the first batches, train prod, then stream the rest
+    with a drift check per batch; a drifted batch starts the retraining drift_sensor would."""
     from stream.emulator import StreamEmulator
 
     cfg = load_config()
     started = time.perf_counter()
-    print(f"[0/4] reset: fresh lake under {paths.root} (the Dagster run history is kept)", flush=True)
+    print(f"[0/5] reset: fresh lake under {paths.root} (the Dagster run history is kept)", flush=True)
     reset_data_root(paths)
     emulator = StreamEmulator(cfg, paths)
     plan = emulator.plan[:batches] if batches else emulator.plan
-    print(f"[1/4] stream: {cfg.dataset.name} -> {len(plan)} batches by {cfg.stream.batch_by} "
-          f"({cfg.stream.batch_window if cfg.stream.batch_by == 'time' else cfg.stream.batch_rows})", flush=True)
-    for _ in plan:
+    first = max(1, min(initial, len(plan) - 1))
+    print(f"[1/5] stream: {cfg.dataset.name} -> {len(plan)} batches by {cfg.stream.batch_by} "
+          f"({cfg.stream.batch_window if cfg.stream.batch_by == 'time' else cfg.stream.batch_rows}); "
+          f"the first {first} now, the others after the first model", flush=True)
+    for _ in range(first):
         emulator.emit_next()
-    print(f"[2/4] ingest: {len(plan)} files in {paths.inbox}, one ingest_job run each", flush=True)
+    print(f"[2/5] ingest: {first} files in {paths.inbox}, one ingest_job run each", flush=True)
     results = ingest_pending(paths)
     print_summary(cfg, paths)
-    print(f"[3/4] train: retrain_job, PyCaret AutoML over {cfg.training.models} "
+    print(f"[3/5] train: retrain_job, PyCaret AutoML over {cfg.training.models} "
           f"({len(cfg.training.variants)} preprocessing variant(s), budget {cfg.training.budget_time_minutes} min "
           f"each, sorted by {cfg.sort_metric})", flush=True)
     results.append(run_retrain(paths))
     print_training_summary(cfg, paths)
-    print(f"[4/4] done in {time.perf_counter() - started:.0f}s")
+    print(f"[4/5] drift: the other {len(plan) - first} batches arrive one by one; each is compared with the rows "
+          f"prod was trained on, and drift_sensor's rules decide on retraining", flush=True)
+    results += stream_with_drift(cfg, paths, emulator, len(plan) - first)
+    print(f"[5/5] done in {time.perf_counter() - started:.0f}s; aliases: {_aliases(cfg, paths)}")
     return report_results(results)
+
+
+def _aliases(cfg, paths: DataPaths) -> dict[str, int]:
+    from assets.resources import lake_for
+    from lake.registry import ModelRegistry
+
+    return ModelRegistry(lake_for(cfg, paths), paths.artifacts).aliases()
+
+
+def print_new_staging(cfg, paths: DataPaths) -> None:
+    """The staging version a retraining registered, with the gate's comparison against prod."""
+    import json
+
+    from assets.resources import lake_for
+    from lake.registry import ModelRegistry
+
+    registry = ModelRegistry(lake_for(cfg, paths), paths.artifacts)
+    aliases = registry.aliases()
+    if "staging" not in aliases:
+        print(f"    no staging version (the candidate did not pass the gate); aliases {aliases}", flush=True)
+        return
+    row = registry.get(aliases["staging"])
+    gate = json.loads(row["gate"])
+    print(f"    staging v{row['version']}: {row['algorithm']} ({row['variant']}), trained on "
+          f"{json.loads(row['training_batches'])[0]}..{json.loads(row['training_batches'])[-1]}; hold-out "
+          f"{json.loads(row['holdout_batches'])}: {gate['metric']} {gate['candidate']:.4f} vs prod "
+          f"{gate['prod']:.4f}; aliases {aliases}", flush=True)
+
+
+def stream_with_drift(cfg, paths: DataPaths, emulator, count: int) -> list[BatchResult]:
+    """Emit and ingest ``count`` batches; after each, apply drift_sensor's plan to its verdict and
+    run what it would request (full retraining on drift, refresh when stable, cool-downs)."""
+    from assets.drift import stored_result
+    from assets.resources import lake_for
+    from sensors.drift import DriftCursor, DriftEvent, plan_drift_requests
+
+    lake = lake_for(cfg, paths)
+    cursor = DriftCursor()
+    results: list[BatchResult] = []
+    for i in range(count):
+        batch = emulator.emit_next()
+        if batch is None:
+            break
+        ingested = ingest_pending(paths)
+        results += ingested
+        drift = stored_result(lake, batch.batch_id)
+        if drift is None or not all(r.success for r in ingested):
+            print(f"  {batch.batch_id}: not compared (ingestion failed or no prod model)")
+            continue
+        v = drift.verdict
+        flag = "DRIFTED" if v["drifted"] else "stable "
+        print(f"  {batch.batch_id} {batch.rows:>7} rows  {flag} share {v['drifted_share']:.2f}  "
+              f"top: {', '.join(drift.top_features(4)) or '-'}", flush=True)
+        event = DriftEvent(storage_id=i + 1, batch_id=batch.batch_id, timestamp=time.time(), compared=True,
+                           drifted=bool(v["drifted"]), retrain_requested=bool(v["retrain_requested"]),
+                           prod_version=drift.prod_version, drifted_share=float(v["drifted_share"]),
+                           top_features=drift.top_features(), reason=str(v["reason"]))
+        planned, cursor, skipped = plan_drift_requests([event], cursor, cfg.drift, time.time())
+        for note in skipped:
+            print(f"    drift_sensor: {note}")
+        for run in planned:
+            print(f"    drift_sensor -> retrain_job ({run.mode}, run key {run.run_key}): {v['reason']}", flush=True)
+            results.append(run_retrain(paths, run.mode))
+            print_new_staging(cfg, paths)
+    return results
 
 
 def print_training_summary(cfg, paths: DataPaths) -> None:
@@ -318,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="configuration file (default: LAKEHOUSE_CONFIG or config/pipeline.yaml)")
     parser.add_argument("-data", "--data", help="data root (default: LAKEHOUSE_DATA or ./data)")
     parser.add_argument("-batches", "--batches", type=int, help="demo: only the first N batches")
+    parser.add_argument("-initial-batches", "--initial-batches", type=int, default=4,
+                        help="demo: batches ingested before the first model is trained (default 4)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -340,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "ingest":
         return report_results(ingest_pending(paths))
     if args.mode == "demo":
-        return mode_demo(paths, args.batches)
+        return mode_demo(paths, args.batches, args.initial_batches)
     if args.mode == "inference":
         return mode_inference(paths, args.file)
     if args.mode == "summary":

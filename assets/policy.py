@@ -1,11 +1,13 @@
-"""What a new batch should trigger for the models: nothing, a full retraining or a refresh.
+"""What new batches should trigger for the models: nothing, a full retraining or a refresh.
 
-The drift issue adds the third input (a drifted batch forces a full retraining); until then:
-no prod model and enough batches -> full AutoML retraining; a prod model and enough new
-labelled rows since its data -> incremental refresh; otherwise nothing.
+No prod model and enough batches -> full AutoML retraining; a batch whose drift verdict requests
+retraining -> full AutoML retraining; a prod model and enough new labelled rows since its data
+-> incremental refresh; otherwise nothing. ``drift_sensor`` applies the same rules in the daemon.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from assets.refresh import refresh_data
 from assets.training import select_training_data
@@ -15,8 +17,10 @@ from lake.registry import ModelRegistry
 from lake.tables import FEATURES
 
 
-def training_action(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig) -> tuple[str | None, str]:
-    """("full" | "refresh" | None, why)."""
+def training_action(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig,
+                    drifted_batches: Sequence[str] = ()) -> tuple[str | None, str]:
+    """("full" | "refresh" | None, why); ``drifted_batches``: new batches whose drift verdict
+    requests retraining (see :func:`assets.drift.retrain_requests`)."""
     if not lake.exists(FEATURES):
         return None, "no features yet"
     features = lake.read(FEATURES)
@@ -27,6 +31,8 @@ def training_action(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig) ->
         except ValueError as exc:
             return None, f"no prod model, and not enough data for a first one: {exc}"
         return "full", "no prod model yet"
+    if drifted_batches:
+        return "full", f"drift against prod's training data in {list(drifted_batches)}"
     try:
         data = refresh_data(features, registry.get(aliases["prod"]), cfg)
     except LookupError as exc:

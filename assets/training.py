@@ -82,13 +82,17 @@ def model_frame(df: pd.DataFrame, spec: FeatureSpec, with_target: bool = True) -
 
 
 def _experiment(task: str):
+    import matplotlib
+
+    fonts = matplotlib.rcParams["font.sans-serif"]
     if task == "classification":
-        from pycaret.classification import ClassificationExperiment
-
-        return ClassificationExperiment()
-    from pycaret.regression import RegressionExperiment
-
-    return RegressionExperiment()
+        from pycaret.classification import ClassificationExperiment as Experiment
+    else:
+        from pycaret.regression import RegressionExperiment as Experiment
+    # importing PyCaret (its plotting stack) sets fonts that a bare Linux machine lacks, and every
+    # later plot then logs a findfont warning per glyph: keep matplotlib's own (bundled) fonts
+    matplotlib.rcParams["font.sans-serif"] = fonts
+    return Experiment()
 
 
 def setup_experiment(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, variant: PreprocessingVariant):

@@ -260,6 +260,74 @@ class EdaConfig(_Strict):
     max_columns: int = Field(default=24, gt=0, description="Columns plotted at most.")
 
 
+EFFECT_DEFAULTS = {"psi": 0.2, "wasserstein": 0.1, "jensen_shannon": 0.1}
+
+
+class DriftScheduleConfig(_Strict):
+    """The daily drift check over the latest batches (the seeds' daily drift DAG)."""
+
+    cron: str = Field(default="0 6 * * *", description="When the check runs (cron, in `timezone`).")
+    timezone: str = "UTC"
+    window_batches: int = Field(default=3, ge=1, description="How many of the latest batches it re-checks "
+                                "against the current prod model.")
+    enabled: bool = Field(default=False, description="Default state of the schedule in Dagster (it can be "
+                          "switched on in the UI); off so that `make dev` does not start work by itself.")
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"expected a cron expression with 5 fields (minute hour day month weekday), got {value!r}")
+        return value
+
+
+class DriftConfig(_Strict):
+    """When a batch counts as drifted against the prod model's training data, and what follows.
+
+    Defaults and why: see README, "Drift monitoring".
+    """
+
+    bins: int = Field(default=10, ge=2, description="Quantile bins of the reference for numeric PSI.")
+    epsilon: float = Field(default=1e-4, gt=0, lt=0.01, description="Additive smoothing of bin shares, so an "
+                           "empty bin does not make PSI infinite.")
+    max_categories: int = Field(default=50, ge=1, description="Most frequent reference categories kept; "
+                                "rarer and unseen ones are pooled into `<other>`.")
+    alpha: float = Field(default=0.01, gt=0, lt=1, description="Significance level after correction.")
+    correction: Literal["holm", "bonferroni", "bh", "none"] = Field(
+        default="holm", description="Correction of the per-feature p-values for the number of features.")
+    effect: Literal["psi", "wasserstein", "jensen_shannon"] = Field(
+        default="psi", description="Effect size that must also pass `min_effect` (large samples make every "
+        "test significant).")
+    min_effect: float | None = Field(default=None, gt=0, description="Minimum effect size; by measure when "
+                                     "absent: PSI 0.2, Wasserstein 0.1 reference stds, Jensen-Shannon 0.1.")
+    min_current_rows: int = Field(default=200, ge=1, description="A batch with fewer rows never flags drift.")
+    share_threshold: float = Field(default=0.2, gt=0, le=1, description="The batch is drifted when this "
+                                   "share of its features drifted.")
+    weighting: Literal["uniform", "importance"] = Field(
+        default="uniform", description="importance: weight each feature's vote by prod's permutation importance.")
+    persistence_batches: int = Field(default=1, ge=1, description="Retraining is requested only after this "
+                                     "many consecutive drifted batches.")
+    exclude_columns: list[str] = Field(
+        default_factory=lambda: ["month", "day_of_year"],
+        description="Features not tested: calendar position moves with every batch by construction.")
+    reference_max_rows: int = Field(default=100_000, ge=100, description="Reference rows sampled at most "
+                                    "(fixed seed): statistics on more change nothing but the run time.")
+    prediction_drift: bool = Field(default=True, description="Also compare prod's predictions on the "
+                                   "reference and on the batch.")
+    model_drift_tolerance: float = Field(default=0.05, ge=0, description="Relative drop of prod's metric on a "
+                                         "labelled batch vs its hold-out metric that counts as drift.")
+    cooldown_minutes: float = Field(default=60.0, ge=0, description="After a retraining request, drift "
+                                    "events within this time start no other one.")
+    refresh_when_stable: bool = Field(default=True, description="A batch without drift requests an "
+                                      "incremental refresh of prod (when enough new rows arrived).")
+    sensor_poll_seconds: int = Field(default=30, ge=1)
+    schedule: DriftScheduleConfig = Field(default_factory=DriftScheduleConfig)
+
+    @property
+    def effect_threshold(self) -> float:
+        return self.min_effect if self.min_effect is not None else EFFECT_DEFAULTS[self.effect]
+
+
 class StorageConfig(_Strict):
     """Where the lake lives. Local by default under the data root; any deltalake URI otherwise."""
 
@@ -286,6 +354,7 @@ class PipelineConfig(_Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     eda: EdaConfig = Field(default_factory=EdaConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     dagster: DagsterConfig = Field(default_factory=DagsterConfig)
 

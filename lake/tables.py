@@ -144,3 +144,44 @@ LEADERBOARD_SCHEMA = pa.schema([
     ("sort_value", pa.float64()),
     ("fit_seconds", pa.float64()),
 ])
+
+DRIFT_BATCH_ROW = "__batch__"          # the `feature` value of the batch verdict row
+DRIFT_PREDICTION_ROW = "__prediction__"  # prod's predictions on reference vs batch
+DRIFT_TARGET_ROW = "__target__"        # the label distribution, where the batch has labels
+DRIFT_SCHEMA = pa.schema([
+    ("batch_id", pa.string()),
+    ("feature", pa.string()),            # a feature, or one of the special rows above
+    ("kind", pa.string()),               # numeric | categorical | batch
+    ("prod_version", pa.int64()),        # the model whose training data is the reference
+    ("reference_features_version", pa.int64()),  # Delta version of `features` read (time travel)
+    ("n_reference", pa.int64()),
+    ("n_current", pa.int64()),
+    ("psi", pa.float64()),
+    ("test", pa.string()),               # ks | chi2 | none
+    ("statistic", pa.float64()),
+    ("p_value", pa.float64()),
+    ("p_adjusted", pa.float64()),        # corrected for the number of features tested
+    ("wasserstein_std", pa.float64()),   # Wasserstein distance / reference std (numeric)
+    ("js_distance", pa.float64()),       # Jensen-Shannon distance of the binned shares
+    ("effect", pa.float64()),            # the configured effect size
+    ("reference_mean", pa.float64()),
+    ("current_mean", pa.float64()),
+    ("missing_reference", pa.float64()),
+    ("missing_current", pa.float64()),
+    ("unseen_share", pa.float64()),
+    ("importance", pa.float64()),        # prod's permutation importance of the feature
+    ("drifted", pa.bool_()),             # feature rows: drifted; batch row: the batch verdict
+    # batch row only
+    ("drifted_share", pa.float64()),
+    ("data_drifted", pa.bool_()),
+    ("model_metric", pa.string()),
+    ("model_metric_current", pa.float64()),
+    ("model_metric_reference", pa.float64()),
+    ("model_drop", pa.float64()),        # relative deterioration of the metric (positive = worse)
+    ("model_drifted", pa.bool_()),
+    ("consecutive_drifted", pa.int64()),
+    ("retrain_requested", pa.bool_()),   # drifted for `persistence_batches` batches in a row
+    ("reason", pa.string()),
+    ("computed_at", TS),
+    ("run_id", pa.string()),
+])

@@ -1,0 +1,319 @@
+"""Drift of one batch against the data the prod model was trained on, written to the `drift` table.
+
+The reference is exactly what prod saw: the rows of its registry row's ``training_batches`` in
+the Delta version ``features_version`` of the `features` table (time travel), so batches that
+were re-ingested or arrived since do not move the reference. The model's own spec (from its
+registry row) says which columns are its inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from assets.drift_stats import (
+    FeatureDrift,
+    categorical_drift,
+    drifted_share,
+    flag_features,
+    metric_drop,
+    numeric_drift,
+    persistent,
+)
+from assets.training import class_labels, evaluate, higher_is_better, model_frame
+from config.schema import BATCH_ID_PATTERN, DriftConfig, PipelineConfig
+from features import FeatureSpec
+from lake.delta import Lake
+from lake.registry import ModelRegistry
+from lake.tables import (
+    BATCH_COLUMN,
+    BATCHES,
+    DRIFT,
+    DRIFT_BATCH_ROW,
+    DRIFT_PREDICTION_ROW,
+    DRIFT_SCHEMA,
+    DRIFT_TARGET_ROW,
+    EVENT_TIME_COLUMN,
+    FEATURES,
+)
+from serving.scoring import ServedModel
+
+log = logging.getLogger(__name__)
+TEXT_LENGTH_PREFIX = "len:"  # text columns are compared by their length in characters
+
+
+@dataclass
+class DriftResult:
+    """The outcome for one batch; ``rows`` are what was written to the `drift` table."""
+
+    batch_id: str
+    prod_version: int | None
+    rows: pd.DataFrame
+    verdict: dict[str, Any] = field(default_factory=dict)
+    version: int | None = None  # Delta version of `drift` after the write
+
+    @property
+    def compared(self) -> bool:
+        return self.prod_version is not None
+
+    @property
+    def features(self) -> pd.DataFrame:
+        """Input-feature rows, most drifted first (by effect size)."""
+        if self.rows.empty:
+            return self.rows
+        rows = self.rows[~self.rows["feature"].isin([DRIFT_BATCH_ROW, DRIFT_PREDICTION_ROW, DRIFT_TARGET_ROW])]
+        return rows.sort_values(["drifted", "effect"], ascending=False)
+
+    def top_features(self, n: int = 5) -> list[str]:
+        shown = self.features
+        return shown[shown["drifted"]]["feature"].head(n).tolist() if len(shown) else []
+
+
+def reference_frame(lake: Lake, prod_row: dict, target: str, max_rows: int) -> tuple[pd.DataFrame, int]:
+    """Exactly the rows prod was trained on: its training batches read at the `features` version it
+    used, labelled rows in event-time order, the last ``training_rows`` of them (as
+    :func:`assets.training.select_training_data` cut them); then a fixed-seed sample of at most
+    ``max_rows``. Returns the frame and that Delta version."""
+    batches = json.loads(prod_row["training_batches"])
+    version = int(prod_row["features_version"])
+    bad = [b for b in batches if not BATCH_ID_PATTERN.match(b)]
+    if bad or not batches:
+        raise ValueError(f"prod v{prod_row['version']} names no valid training batches: {batches}")
+    where = f"{BATCH_COLUMN} IN ({', '.join(repr(b) for b in batches)})"
+    frame = lake.read(FEATURES, where=where, version=version)
+    frame = frame[frame[target].notna()].sort_values(EVENT_TIME_COLUMN, kind="stable")
+    if frame.empty:
+        raise LookupError(f"`features` v{version} has no rows of prod v{prod_row['version']}'s training "
+                          f"batches {batches}: the table was vacuumed or rewritten")
+    frame = frame.iloc[-int(prod_row["training_rows"]):]
+    if len(frame) > max_rows:
+        frame = frame.sample(max_rows, random_state=0)
+    return frame.reset_index(drop=True), version
+
+
+def drift_columns(spec: FeatureSpec, cfg: DriftConfig) -> tuple[list[str], list[str], list[str]]:
+    """Numeric, categorical and text inputs of the model that are tested (minus the excluded ones)."""
+    skip = set(cfg.exclude_columns)
+    numeric = [c for c in (*spec.time_features, *spec.numeric) if c not in skip]
+    return numeric, [c for c in spec.categorical if c not in skip], [c for c in spec.text if c not in skip]
+
+
+def feature_drifts(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpec,
+                   cfg: DriftConfig) -> list[FeatureDrift]:
+    """Statistics of every tested input column."""
+    numeric, categorical, text = drift_columns(spec, cfg)
+    out = [numeric_drift(c, reference[c].to_numpy(dtype=float, na_value=np.nan),
+                         current[c].to_numpy(dtype=float, na_value=np.nan), bins=cfg.bins, epsilon=cfg.epsilon)
+           for c in numeric]
+    out += [categorical_drift(c, reference[c], current[c], epsilon=cfg.epsilon, max_categories=cfg.max_categories)
+            for c in categorical]
+    out += [numeric_drift(TEXT_LENGTH_PREFIX + c, _lengths(reference[c]), _lengths(current[c]),
+                          bins=cfg.bins, epsilon=cfg.epsilon) for c in text]
+    return out
+
+
+def _lengths(values: pd.Series) -> np.ndarray:
+    return values.astype("object").where(values.notna()).str.len().to_numpy(dtype=float, na_value=np.nan)
+
+
+def prediction_values(model: Any, frame: pd.DataFrame, spec: FeatureSpec) -> pd.Series:
+    """What prod outputs for ``frame``: the positive-class probability (binary), the predicted
+    label (multiclass) or the predicted value (regression)."""
+    x = model_frame(frame, spec, with_target=False)
+    if spec.task == "classification" and len(class_labels(model)) == 2:
+        return pd.Series(model.predict_proba(x)[:, 1], index=frame.index)
+    pred = pd.Series(model.predict(x), index=frame.index)
+    return pred.astype(str) if spec.task == "classification" else pred.astype(float)
+
+
+def _one(name: str, reference: pd.Series, current: pd.Series, cfg: DriftConfig) -> FeatureDrift:
+    if pd.api.types.is_numeric_dtype(reference) and pd.api.types.is_numeric_dtype(current):
+        return numeric_drift(name, reference.to_numpy(dtype=float, na_value=np.nan),
+                             current.to_numpy(dtype=float, na_value=np.nan), bins=cfg.bins, epsilon=cfg.epsilon)
+    return categorical_drift(name, reference.astype(str), current.astype(str), epsilon=cfg.epsilon,
+                             max_categories=cfg.max_categories)
+
+
+def importance_of(prod_row: dict) -> dict[str, float]:
+    """Prod's permutation importance per input column (from its interpretation files)."""
+    files = json.loads(prod_row.get("interpretation") or "{}")
+    if "permutation_importance" not in files:
+        return {}
+    path = Path(prod_row["artifact_path"]).parent / files["permutation_importance"]
+    return {r["feature"]: float(r["importance_mean"]) for r in json.loads(path.read_text())}
+
+
+def model_drift(model: Any, prod_row: dict, current: pd.DataFrame, spec: FeatureSpec,
+                cfg: PipelineConfig) -> dict[str, Any]:
+    """Prod's metric on the labelled rows of the batch against its hold-out metric at registration."""
+    metric = cfg.sort_metric
+    labelled = current[current[spec.target].notna()]
+    reference = json.loads(prod_row["holdout_metrics"]).get(metric)
+    out: dict[str, Any] = {"model_metric": metric, "model_metric_reference": reference,
+                           "model_metric_current": None, "model_drop": None, "model_drifted": False}
+    if reference is None or len(labelled) < cfg.drift.min_current_rows:
+        return out
+    value = evaluate(model, labelled, spec).get(metric)
+    if value is None:  # e.g. AUC on a batch with one class only
+        return out
+    drop = metric_drop(value, reference, higher_is_better(metric))
+    return {**out, "model_metric_current": value, "model_drop": drop,
+            "model_drifted": drop > cfg.drift.model_drift_tolerance}
+
+
+def previous_verdicts(lake: Lake, batch_id: str, prod_version: int) -> list[bool]:
+    """Verdicts of the batches before ``batch_id`` (event-time order) against the same prod version."""
+    if not lake.exists(DRIFT):
+        return []
+    rows = lake.read(DRIFT, where=f"feature = '{DRIFT_BATCH_ROW}' AND prod_version = {int(prod_version)}",
+                     columns=["batch_id", "drifted"])
+    rows = rows[rows["batch_id"] != batch_id]
+    if rows.empty:
+        return []
+    starts = lake.read(BATCHES, columns=["batch_id", "time_min"]).drop_duplicates("batch_id", keep="last")
+    mine = starts.loc[starts["batch_id"] == batch_id, "time_min"]
+    ordered = rows.merge(starts, on="batch_id", how="left").sort_values("time_min")
+    if len(mine):
+        ordered = ordered[ordered["time_min"] < mine.iloc[0]]
+    return ordered["drifted"].astype(bool).tolist()
+
+
+def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batch_id: str,
+                  run_id: str = "") -> DriftResult:
+    """Compare one `features` batch with prod's training data and write the `drift` rows.
+
+    With no prod model yet there is nothing to compare: nothing is written.
+    """
+    dcfg = cfg.drift
+    aliases = registry.aliases()
+    if "prod" not in aliases:
+        return DriftResult(batch_id, None, pd.DataFrame(), {"reason": "no prod model yet: nothing to compare"})
+    prod_row = registry.get(aliases["prod"])
+    model = registry.load(aliases["prod"])
+    spec = ServedModel.from_registry_row(prod_row, model).spec
+    reference, ref_version = reference_frame(lake, prod_row, spec.target, dcfg.reference_max_rows)
+    current = lake.read_batch(FEATURES, batch_id).sort_values(EVENT_TIME_COLUMN, kind="stable")
+
+    drifts = feature_drifts(reference, current, spec, dcfg)
+    flags = flag_features(drifts, alpha=dcfg.alpha, correction=dcfg.correction, effect=dcfg.effect,
+                          min_effect=dcfg.effect_threshold, min_rows=dcfg.min_current_rows)
+    importance = importance_of(prod_row)
+    flags["importance"] = flags["feature"].map(
+        lambda f: importance.get(f.removeprefix(TEXT_LENGTH_PREFIX))).astype(float)
+    share = drifted_share(flags, flags.set_index("feature")["importance"].to_dict()
+                          if dcfg.weighting == "importance" else None)
+
+    extra = []  # reported, not voting: prod's outputs and the labels
+    if dcfg.prediction_drift and len(current):
+        extra.append(_one(DRIFT_PREDICTION_ROW, prediction_values(model, reference, spec),
+                          prediction_values(model, current, spec), dcfg))
+    ref_y, cur_y = reference[spec.target].dropna(), current[spec.target].dropna()
+    if len(ref_y) and len(cur_y):
+        cast = (lambda s: s.astype(str)) if spec.task == "classification" else (lambda s: s.astype(float))
+        extra.append(_one(DRIFT_TARGET_ROW, cast(ref_y), cast(cur_y), dcfg))
+    extra_flags = flag_features(extra, alpha=dcfg.alpha, correction="none", effect=dcfg.effect,
+                                min_effect=dcfg.effect_threshold, min_rows=dcfg.min_current_rows)
+
+    perf = model_drift(model, prod_row, current, spec, cfg) if len(current) else {"model_drifted": False}
+    data_drifted = bool(len(current) >= dcfg.min_current_rows and share >= dcfg.share_threshold)
+    drifted = data_drifted or bool(perf["model_drifted"])
+    history = [*previous_verdicts(lake, batch_id, aliases["prod"]), drifted]
+    consecutive = trailing_true(history)
+    requested = drifted and persistent(history, dcfg.persistence_batches)
+    verdict = {"drifted": drifted, "data_drifted": data_drifted, "drifted_share": share,
+               "consecutive_drifted": consecutive, "retrain_requested": requested,
+               "reason": _reason(flags, share, perf, data_drifted=data_drifted, consecutive=consecutive,
+                                 requested=requested, cfg=dcfg),
+               **{k: perf.get(k) for k in ("model_metric", "model_metric_current", "model_metric_reference",
+                                           "model_drop", "model_drifted")}}
+
+    now = datetime.now(UTC)
+    common = {"batch_id": batch_id, "prod_version": aliases["prod"], "reference_features_version": ref_version,
+              "computed_at": now, "run_id": run_id}
+    batch_row = {**common, "feature": DRIFT_BATCH_ROW, "kind": "batch", "n_reference": len(reference),
+                 "n_current": len(current), **verdict}
+    rows = pd.concat([flags.assign(**common), extra_flags.assign(**common), pd.DataFrame([batch_row])],
+                     ignore_index=True)
+    rows = _typed(rows)
+    version = lake.overwrite_batch(DRIFT, rows, batch_id, schema=DRIFT_SCHEMA, column="batch_id")
+    result = DriftResult(batch_id, aliases["prod"], rows, verdict, version)
+    log.info("drift of %s vs prod v%d: %s", batch_id, aliases["prod"], verdict["reason"])
+    return result
+
+
+def trailing_true(history: list[bool]) -> int:
+    """How many of the last entries are True in a row."""
+    count = 0
+    for value in reversed(history):
+        if not value:
+            break
+        count += 1
+    return count
+
+
+def _typed(rows: pd.DataFrame) -> pd.DataFrame:
+    """Columns in schema order with nullable dtypes (the batch row leaves feature columns empty)."""
+    import pyarrow as pa
+
+    out = pd.DataFrame(index=rows.index)
+    for f in DRIFT_SCHEMA:
+        col = rows[f.name] if f.name in rows else pd.Series(None, index=rows.index, dtype=object)
+        if pa.types.is_boolean(f.type):
+            col = col.astype("boolean")
+        elif pa.types.is_integer(f.type):
+            col = col.astype("Int64")
+        elif pa.types.is_floating(f.type):
+            col = pd.to_numeric(col, errors="raise").astype("float64")
+        out[f.name] = col
+    return out
+
+
+def _reason(flags: pd.DataFrame, share: float, perf: dict, *, data_drifted: bool, consecutive: int,
+            requested: bool, cfg: DriftConfig) -> str:
+    drifted = flags[flags["drifted"]].sort_values("effect", ascending=False)["feature"].tolist() \
+        if len(flags) else []
+    parts = [f"{len(drifted)}/{len(flags)} features drifted (share {share:.2f}, threshold {cfg.share_threshold})"
+             + (f": {', '.join(drifted[:5])}" if drifted else "")]
+    if perf.get("model_drop") is not None:
+        drop = perf["model_drop"]
+        parts.append(f"prod's {perf['model_metric']} on this batch {perf['model_metric_current']:.4f} vs "
+                     f"{perf['model_metric_reference']:.4f} on its hold-out ({'worse' if drop > 0 else 'better'} "
+                     f"by {abs(drop):.1%}; drift when worse by more than {cfg.model_drift_tolerance:.0%})")
+    if data_drifted or perf.get("model_drifted"):
+        parts.append(f"drifted {consecutive} batch(es) in a row; " + (
+            "retraining requested" if requested else f"retraining waits for {cfg.persistence_batches} in a row"))
+    else:
+        parts.append("no drift")
+    return "; ".join(parts)
+
+
+def retrain_requests(lake: Lake, batch_ids: list[str], prod_version: int | None) -> list[str]:
+    """Which of ``batch_ids`` have a drift verdict against ``prod_version`` that requests retraining."""
+    if prod_version is None or not batch_ids or not lake.exists(DRIFT):
+        return []
+    rows = lake.read(DRIFT, where=f"feature = '{DRIFT_BATCH_ROW}' AND prod_version = {int(prod_version)}",
+                     columns=["batch_id", "retrain_requested"])
+    wanted = rows[rows["batch_id"].isin(batch_ids) & rows["retrain_requested"].fillna(False).astype(bool)]
+    return [b for b in batch_ids if b in set(wanted["batch_id"])]
+
+
+def stored_result(lake: Lake, batch_id: str) -> DriftResult | None:
+    """The drift rows of a batch as last written (None if the batch was never compared)."""
+    if not lake.exists(DRIFT):
+        return None
+    rows = lake.read_batch(DRIFT, batch_id, column="batch_id")
+    if rows.empty:
+        return None
+    batch = rows[rows["feature"] == DRIFT_BATCH_ROW].iloc[0]
+    verdict = {k: (None if pd.isna(batch[k]) else batch[k].item() if hasattr(batch[k], "item") else batch[k])
+               for k in ("drifted", "data_drifted", "drifted_share", "consecutive_drifted", "retrain_requested",
+                         "reason", "model_metric", "model_metric_current", "model_metric_reference", "model_drop",
+                         "model_drifted")}
+    return DriftResult(batch_id, int(batch["prod_version"]), rows, verdict, lake.version(DRIFT))
