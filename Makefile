@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_history.py
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/router.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,6 +8,7 @@ data root come from ``LAKEHOUSE_CONFIG`` / ``LAKEHOUSE_DATA`` (or the defaults);
 
 import dagster as dg
 
+from assets.ab_events_asset import AB_EVENTS_JOB, ab_events, build_event_log_sensor
 from assets.drift_asset import drift
 from assets.eda_asset import eda_report
 from assets.ingest_assets import build_quality_asset, cleaned, features, raw
@@ -41,11 +42,16 @@ def build_definitions(config_path: str | None = None, data_root: str | None = No
         description="Re-check batches against the current prod model (the daily drift schedule runs it).",
         tags={"lakehouse/pipeline": "drift"},
     )
+    ab_events_job = dg.define_asset_job(
+        AB_EVENTS_JOB, selection=dg.AssetSelection.assets(ab_events),
+        description="The router's closed event-log segments into ab_events / ab_feedback (exactly once).",
+        tags={"lakehouse/pipeline": "ab_events"},
+    )
     return dg.Definitions(
-        assets=[raw, quality, cleaned, features, drift, eda_report, candidate_models, summary_report],
-        jobs=[ingest_job, retrain_job, drift_job],
+        assets=[raw, quality, cleaned, features, drift, eda_report, candidate_models, summary_report, ab_events],
+        jobs=[ingest_job, retrain_job, drift_job, ab_events_job],
         sensors=[build_inbox_sensor(cfg.dagster.inbox_poll_seconds, cfg.dagster.max_runs_per_tick),
-                 build_drift_sensor(cfg.drift)],
+                 build_drift_sensor(cfg.drift), build_event_log_sensor(cfg.dagster.event_log_poll_seconds)],
         schedules=[build_drift_schedule(cfg.drift)],
         resources={"lakehouse": LakehouseResource(config_path=config_path or "", data_root=data_root or "")},
     )

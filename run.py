@@ -21,6 +21,7 @@ LAKEHOUSE_DATA) the data root; both are passed on to Dagster through the environ
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -147,7 +148,7 @@ def reset_data_root(paths: DataPaths) -> None:
     """Remove everything the pipeline wrote under the data root, except the Dagster instance
     (its run history stays visible in the UI)."""
     for folder in (paths.lake, paths.inbox, paths.archive, paths.quarantine, paths.artifacts, paths.reports,
-                   paths.stream_state.parent):
+                   paths.events, paths.stream_state.parent):
         shutil.rmtree(folder, ignore_errors=True)
     paths.ensure()
 
@@ -159,29 +160,77 @@ def mode_demo(paths: DataPaths, batches: int | None, initial: int) -> int:
 
     cfg = load_config()
     started = time.perf_counter()
-    print(f"[0/5] reset: fresh lake under {paths.root} (the Dagster run history is kept)", flush=True)
+    print(f"[0/6] reset: fresh lake under {paths.root} (the Dagster run history is kept)", flush=True)
     reset_data_root(paths)
     emulator = StreamEmulator(cfg, paths)
     plan = emulator.plan[:batches] if batches else emulator.plan
     first = max(1, min(initial, len(plan) - 1))
-    print(f"[1/5] stream: {cfg.dataset.name} -> {len(plan)} batches by {cfg.stream.batch_by} "
+    print(f"[1/6] stream: {cfg.dataset.name} -> {len(plan)} batches by {cfg.stream.batch_by} "
           f"({cfg.stream.batch_window if cfg.stream.batch_by == 'time' else cfg.stream.batch_rows}); "
           f"the first {first} now, the others after the first model", flush=True)
     for _ in range(first):
         emulator.emit_next()
-    print(f"[2/5] ingest: {first} files in {paths.inbox}, one ingest_job run each", flush=True)
+    print(f"[2/6] ingest: {first} files in {paths.inbox}, one ingest_job run each", flush=True)
     results = ingest_pending(paths)
     print_summary(cfg, paths)
-    print(f"[3/5] train: retrain_job, PyCaret AutoML over {cfg.training.models} "
+    print(f"[3/6] train: retrain_job, PyCaret AutoML over {cfg.training.models} "
           f"({len(cfg.training.variants)} preprocessing variant(s), budget {cfg.training.budget_time_minutes} min "
           f"each, sorted by {cfg.sort_metric})", flush=True)
     results.append(run_retrain(paths))
     print_training_summary(cfg, paths)
-    print(f"[4/5] drift: the other {len(plan) - first} batches arrive one by one; each is compared with the rows "
+    print(f"[4/6] drift: the other {len(plan) - first} batches arrive one by one; each is compared with the rows "
           f"prod was trained on, and drift_sensor's rules decide on retraining", flush=True)
     results += stream_with_drift(cfg, paths, emulator, len(plan) - first)
-    print(f"[5/5] done in {time.perf_counter() - started:.0f}s; aliases: {_aliases(cfg, paths)}")
+    print(f"[5/6] router: gunicorn on http://{cfg.router.host}:{cfg.router.port} ({cfg.router.workers} workers), "
+          f"users from the latest batch call /predict, then /feedback with the true labels", flush=True)
+    results.append(demo_router(cfg, paths))
+    print(f"[6/6] done in {time.perf_counter() - started:.0f}s; aliases: {_aliases(cfg, paths)}")
     return report_results(results)
+
+
+def demo_router(cfg, paths: DataPaths, users: int = 400) -> BatchResult:
+    """Start the router, play ``users`` users of the latest full batch against it (predictions, then
+    their true labels as feedback), stop it and ingest its event log into `ab_events`."""
+    import requests
+
+    from assets.ab_events import ingest_event_log
+    from assets.resources import lake_for
+    from serving.traffic import labels_of, play, request_bodies, send_feedback
+    from stream.sources import read_file
+
+    files = [f for f in sorted(paths.archive.iterdir()) if f.is_file()]
+    rows = next((frame for frame in (read_file(f, as_strings=True) for f in reversed(files)) if len(frame) >= users),
+                None)
+    if rows is None:
+        return BatchResult("router", False, f"no archived batch with {users} rows to play")
+    rows = rows.sample(users, random_state=0).reset_index(drop=True)
+    ids = [f"user-{i:05d}" for i in range(len(rows))]
+    router = start_router(cfg, paths)
+    router.start()
+    try:
+        info = requests.get(f"{router.url}/model_info", timeout=30).json()
+        bodies = request_bodies(rows, info["prod"]["input_schema"]["fields"], ids)
+        report = play(router.url, bodies)
+        fed = send_feedback(router.url, report.answered, labels_of(rows, cfg.dataset.target, cfg.dataset.task, ids))
+    finally:
+        router.stop()
+    summary = report.summary()
+    experiment = info["experiment"]
+    print(f"  experiment {experiment['experiment_id'] if experiment else '(none: no staging model)'}: "
+          f"A = prod v{info['prod']['version']}"
+          + (f", B = staging v{info['staging']['version']}, {info['ab_split_b']:.0%} of users to B"
+             if experiment else ""))
+    print(f"  {summary['answered']}/{summary['sent']} answered, variants {summary['variants']}, models "
+          f"{summary['model_used']}, p50 {summary['p50_ms']:.0f} ms, p99 {summary['p99_ms']:.0f} ms, "
+          f"errors {summary['errors'] or 'none'}; {fed} labels sent to /feedback")
+    if report.answered:
+        print(f"  e.g. {json.dumps({k: v for k, v in report.answered[0].items() if k != 'user_id'})}")
+    outcome = ingest_event_log(lake_for(cfg, paths), paths.events, paths.events_ingested)
+    print(f"  event log -> ab_events: {outcome.events_inserted} predictions, {outcome.feedback_inserted} labels "
+          f"from {len(outcome.segments)} segment(s) (docs: http://{cfg.router.host}:{cfg.router.port}/docs "
+          f"while `make dev` runs)")
+    ok = summary["answered"] == summary["sent"] and outcome.events_inserted == summary["answered"]
+    return BatchResult("router", ok, "" if ok else f"router: {summary}; ingested {outcome.events_inserted}")
 
 
 def _aliases(cfg, paths: DataPaths) -> dict[str, int]:
@@ -193,8 +242,6 @@ def _aliases(cfg, paths: DataPaths) -> dict[str, int]:
 
 def print_new_staging(cfg, paths: DataPaths) -> None:
     """The staging version a retraining registered, with the gate's comparison against prod."""
-    import json
-
     from assets.resources import lake_for
     from lake.registry import ModelRegistry
 
@@ -251,7 +298,6 @@ def stream_with_drift(cfg, paths: DataPaths, emulator, count: int) -> list[Batch
 
 def print_training_summary(cfg, paths: DataPaths) -> None:
     """The latest leaderboard's top rows, the registered version, its hold-out metrics and the aliases."""
-    import json
 
     from assets.resources import lake_for
     from lake.registry import ModelRegistry
@@ -374,15 +420,36 @@ def mode_summary(paths: DataPaths) -> int:
     return 0
 
 
+def start_router(cfg, paths: DataPaths):
+    """The router under gunicorn on ``router.host:port`` (its log in <data>/logs/router.log)."""
+    from config import resolve_config_path
+    from router.server import RouterProcess
+
+    return RouterProcess(resolve_config_path(None), paths.root, cfg.router.port, paths.logs / "router.log",
+                         token=os.environ.get(cfg.router.admin_token_env))
+
+
 def mode_dev(paths: DataPaths) -> int:
-    """Replace this process with `dagster dev` on loopback (webserver + daemon for the sensors)."""
+    """`dagster dev` on loopback (webserver + daemon for the sensors) and the router under gunicorn
+    beside it; Ctrl-C stops both."""
+    import subprocess
+
+    cfg = load_config()
+    router = start_router(cfg, paths)
+    print(f"starting the router: gunicorn on http://{cfg.router.host}:{cfg.router.port} "
+          f"({cfg.router.workers} workers; log {router.log_path})", flush=True)
+    router.start(ready=False)  # serves 503 on /predict until a prod model exists, then picks it up
+    print(f"router up: http://{cfg.router.host}:{cfg.router.port}/docs", flush=True)
     dagster = Path(sys.executable).with_name("dagster")
     args = [str(dagster), "dev", "-h", "127.0.0.1", "-p", os.environ.get("DAGSTER_PORT", "3000"),
             "-w", str(PROJECT_ROOT / "workspace.yaml")]
     print(f"starting {' '.join(args)} (DAGSTER_HOME={paths.dagster_home})", flush=True)
-    os.chdir(PROJECT_ROOT)
-    os.execv(args[0], args)
-    return 0  # not reached
+    try:
+        return subprocess.call(args, cwd=PROJECT_ROOT)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        router.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -328,6 +328,46 @@ class DriftConfig(_Strict):
         return self.min_effect if self.min_effect is not None else EFFECT_DEFAULTS[self.effect]
 
 
+class EventLogConfig(_Strict):
+    """The router's append-only request log (one writer per gunicorn worker)."""
+
+    fsync_interval_seconds: float = Field(default=0.2, gt=0, le=60, description="Grouped fsync: a machine "
+                                          "crash loses at most this much; a killed process loses nothing.")
+    segment_max_bytes: int = Field(default=16 * 2**20, ge=1024, description="Rotate a segment at this size.")
+    segment_max_seconds: float = Field(default=60.0, gt=0, description="Rotate a segment this old, so "
+                                       "`ab_events` sees events within about this delay.")
+
+
+class RouterConfig(_Strict):
+    """The Flask A/B router (gunicorn in production)."""
+
+    host: str = Field(default="127.0.0.1", description="Bind address; loopback unless you mean otherwise.")
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=2, ge=1)
+    threads: int = Field(default=4, ge=1, description="Threads per gunicorn worker (gthread).")
+    default_split_b: float = Field(default=0.5, ge=0, le=1, description="Share of users sent to staging "
+                                   "when an experiment opens.")
+    reload_poll_seconds: float = Field(default=2.0, gt=0, description="How often each worker checks the "
+                                       "aliases and experiments tables' versions (a cheap log read).")
+    max_body_bytes: int = Field(default=1 * 2**20, ge=1024, description="Larger bodies get 413.")
+    max_batch_rows: int = Field(default=1000, ge=1, description="Rows accepted by /predict_batch.")
+    unknown_fields: Literal["reject", "ignore"] = Field(default="reject", description="Fields the model does "
+                                                        "not know: 422, or dropped.")
+    unknown_categories: Literal["accept", "reject", "fallback"] = Field(
+        default="accept", description="A category never seen in training: scored by the model (its encoder "
+        "handles it), 422, or sent to the fallback model.")
+    fallback_max_missing_share: float = Field(default=0.5, ge=0, le=1, description="Rows missing more than "
+                                              "this share of their features go to the fallback model.")
+    fallback_max_out_of_range_share: float = Field(default=0.2, ge=0, le=1, description="Rows with more than "
+                                                   "this share of numeric values outside the training range "
+                                                   "(widened by `range_margin`) go to the fallback model.")
+    range_margin: float = Field(default=0.1, ge=0, description="Training range widened by this share of its "
+                                "width on each side before a value counts as out of range.")
+    admin_token_env: str = Field(default="LAKEHOUSE_ADMIN_TOKEN", description="Environment variable holding the "
+                                 "bearer token of the admin routes; unset: admin routes are disabled.")
+    event_log: EventLogConfig = Field(default_factory=EventLogConfig)
+
+
 class StorageConfig(_Strict):
     """Where the lake lives. Local by default under the data root; any deltalake URI otherwise."""
 
@@ -340,6 +380,8 @@ class StorageConfig(_Strict):
 
 class DagsterConfig(_Strict):
     inbox_poll_seconds: int = Field(default=15, ge=1)
+    event_log_poll_seconds: int = Field(default=30, ge=1, description="How often event_log_sensor looks "
+                                        "for closed segments of the router's request log.")
     max_runs_per_tick: int = Field(default=25, ge=1)
 
 
@@ -355,6 +397,7 @@ class PipelineConfig(_Strict):
     eda: EdaConfig = Field(default_factory=EdaConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     dagster: DagsterConfig = Field(default_factory=DagsterConfig)
 

@@ -163,11 +163,12 @@ class Lake:
         arrow = to_arrow(data, schema)
         return self._commit(table, lambda: self._write(table, arrow))
 
-    def rewrite(self, table: str, schema: pa.Schema, update: Callable[[pd.DataFrame], pd.DataFrame],
+    def rewrite(self, table: str, schema: pa.Schema, update: Callable[[pd.DataFrame], pd.DataFrame | None],
                 retries: int = 30) -> pd.DataFrame:
         """Compare-and-swap a small table: ``update`` gets the rows of one snapshot and returns the
-        new rows, written as an overwrite based on that snapshot. A concurrent writer makes the
-        commit fail; then ``update`` runs again on the new snapshot. Returns the rows written.
+        new rows, written as an overwrite based on that snapshot, or None to leave the table as it
+        is (no commit). A concurrent writer makes the commit fail; then ``update`` runs again on
+        the new snapshot. Returns the rows written (or the unchanged rows).
 
         For control tables (registry, aliases) whose every change must see the previous one. The
         first write creates the table in mode ``error``, so two creators cannot both win; later
@@ -191,6 +192,8 @@ class Lake:
             if current.empty:
                 raise RuntimeError(f"{table} exists but is empty: compare-and-swap needs at least one row")
             new = update(current)
+            if new is None:  # nothing to change: no commit (a commit would wake every poller)
+                return current
             try:
                 write_deltalake(dt, to_arrow(new, schema), mode="overwrite", commit_properties=NO_INTERNAL_RETRY)
                 return new

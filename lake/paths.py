@@ -49,6 +49,16 @@ class DataPaths:
         return self.root / "logs"
 
     @property
+    def events(self) -> Path:
+        """The router's event log: open and closed segments (JSON lines)."""
+        return self.root / "events"
+
+    @property
+    def events_ingested(self) -> Path:
+        """Segments already ingested into `ab_events` / `ab_feedback`."""
+        return self.root / "events" / "ingested"
+
+    @property
     def dagster_home(self) -> Path:
         return self.root / "dagster_home"
 
@@ -60,7 +70,8 @@ class DataPaths:
     def ensure(self) -> DataPaths:
         """Create the folders (idempotent) and return self."""
         for folder in (self.lake, self.inbox, self.archive, self.quarantine, self.artifacts,
-                       self.reports, self.logs, self.dagster_home, self.stream_state.parent):
+                       self.reports, self.logs, self.events, self.events_ingested, self.dagster_home,
+                       self.stream_state.parent):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 

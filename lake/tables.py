@@ -185,3 +185,47 @@ DRIFT_SCHEMA = pa.schema([
     ("computed_at", TS),
     ("run_id", pa.string()),
 ])
+
+EXPERIMENTS_SCHEMA = pa.schema([
+    ("experiment_id", pa.string()),
+    ("prod_version", pa.int64()),        # variant A
+    ("staging_version", pa.int64()),     # variant B
+    ("ab_split_b", pa.float64()),        # share of users sent to B
+    ("status", pa.string()),             # running | promoted | rolled_back | superseded
+    ("created_at", TS),
+    ("updated_at", TS),
+    ("actor", pa.string()),              # who made the last change
+    ("reason", pa.string()),
+    ("decision", pa.string()),           # promote | rollback | continue (A/B analysis), or null
+])
+
+# The router's event log (JSON lines, one segment file per worker at a time) lands here.
+AB_EVENTS_SCHEMA = pa.schema([
+    ("request_id", pa.string()),
+    ("event_time", TS),
+    ("user_id", pa.string()),            # null: assigned per request
+    ("variant", pa.string()),            # A (prod) | B (staging)
+    ("experiment_id", pa.string()),      # null when no experiment ran (no staging model)
+    ("model_version", pa.int64()),       # the version that answered
+    ("model_used", pa.string()),         # prod | staging | fallback
+    ("fallback_reason", pa.string()),
+    ("features", pa.string()),           # JSON object as received
+    ("prediction", pa.string()),         # JSON scalar as answered
+    ("prediction_value", pa.float64()),  # the prediction as a number when it is one
+    ("probability", pa.float64()),       # classification: probability of the predicted class
+    ("latency_ms", pa.float64()),
+    ("worker", pa.string()),             # host-pid of the writer
+    ("segment", pa.string()),            # event-log file it came from
+    ("ingested_at", TS),
+])
+
+AB_FEEDBACK_SCHEMA = pa.schema([
+    ("feedback_id", pa.string()),
+    ("request_id", pa.string()),
+    ("event_time", TS),
+    ("label", pa.string()),              # JSON scalar as received
+    ("label_value", pa.float64()),       # the label as a number when it is one
+    ("worker", pa.string()),
+    ("segment", pa.string()),
+    ("ingested_at", TS),
+])

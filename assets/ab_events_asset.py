@@ -1,0 +1,52 @@
+"""``ab_events``: the router's closed event-log segments -> `ab_events` / `ab_feedback` (thin wrapper)."""
+
+import time
+
+import dagster as dg
+
+from assets.ab_events import ingest_event_log
+from assets.metadata import numbers
+from assets.resources import LakehouseResource
+from lake.tables import AB_EVENTS, AB_FEEDBACK
+from router.event_log import closed_segments
+
+AB_EVENTS_JOB = "ab_events_job"
+
+
+@dg.asset(group_name="ab_test", kinds={"deltalake"},
+          description="Predictions and late labels the router logged, from its closed event-log segments, "
+                      "merged exactly once on request_id / feedback_id (segments of dead workers are sealed "
+                      "first, a half-written last line dropped).")
+def ab_events(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    paths, lake = lakehouse.paths(), lakehouse.lake()
+    outcome = ingest_event_log(lake, paths.events, paths.events_ingested)
+    context.log.info("event log: %d segment(s), %d prediction(s) (%d new), %d feedback (%d new)",
+                     len(outcome.segments), outcome.events, outcome.events_inserted, outcome.feedback,
+                     outcome.feedback_inserted)
+    return dg.MaterializeResult(metadata={
+        **numbers({"segments": len(outcome.segments), "predictions": outcome.events,
+                   "predictions_inserted": outcome.events_inserted, "feedback": outcome.feedback,
+                   "feedback_inserted": outcome.feedback_inserted, "skipped_lines": outcome.skipped_lines,
+                   "duplicates": outcome.duplicates,
+                   "ab_events_rows": lake.table(AB_EVENTS).count() if lake.exists(AB_EVENTS) else 0,
+                   "ab_feedback_rows": lake.table(AB_FEEDBACK).count() if lake.exists(AB_FEEDBACK) else 0}),
+        "sealed_orphans": dg.MetadataValue.json(outcome.sealed),
+        "ab_events_uri": dg.MetadataValue.path(lake.uri(AB_EVENTS)),
+    })
+
+
+def build_event_log_sensor(poll_seconds: int) -> dg.SensorDefinition:
+    @dg.sensor(name="event_log_sensor", job_name=AB_EVENTS_JOB, minimum_interval_seconds=poll_seconds,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Closed segments in the router's event log -> an ab_events_job run.")
+    def event_log_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
+        segments = closed_segments(lakehouse.paths().events)
+        if not segments:
+            return dg.SkipReason("no closed event-log segments")
+        # one run per set of segments (a run in progress keeps them until it moves them); the
+        # 10-minute bucket lets a failed run be retried even when no new segment arrives
+        key = f"segments:{segments[0].name}:{segments[-1].name}:{len(segments)}:{int(time.time() // 600)}"
+        context.log.info("event log: %d closed segment(s) waiting", len(segments))
+        return dg.RunRequest(run_key=key, tags={"lakehouse/trigger": "event_log_sensor"})
+
+    return event_log_sensor

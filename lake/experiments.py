@@ -1,0 +1,106 @@
+"""A/B experiments in the lake: the `experiments` table is the control plane of the router.
+
+One row per experiment (prod version = variant A, staging version = variant B, the share of users
+sent to B, status). Every change is a compare-and-swap rewrite of this small table
+(:meth:`Lake.rewrite`), so the training job, the router's admin route and the A/B assets can
+change it concurrently without losing an update. The router's workers poll the table's Delta
+version and pick up a new split or experiment within a poll interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from lake.delta import Lake
+from lake.tables import EXPERIMENTS, EXPERIMENTS_SCHEMA
+
+log = logging.getLogger(__name__)
+RUNNING = "running"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    experiment_id: str
+    prod_version: int
+    staging_version: int
+    ab_split_b: float
+    status: str
+
+    @classmethod
+    def from_row(cls, row: pd.Series) -> Experiment:
+        return cls(str(row["experiment_id"]), int(row["prod_version"]), int(row["staging_version"]),
+                   float(row["ab_split_b"]), str(row["status"]))
+
+
+class ExperimentStore:
+    """Read and change the `experiments` table of one lake."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def all(self) -> pd.DataFrame:
+        return self.lake.read(EXPERIMENTS, missing_ok=True)
+
+    def running(self) -> Experiment | None:
+        """The running experiment, if any (at most one runs at a time)."""
+        rows = self.all()
+        if rows.empty:
+            return None
+        running = rows[rows["status"] == RUNNING].sort_values("created_at")
+        return Experiment.from_row(running.iloc[-1]) if len(running) else None
+
+    def ensure(self, prod: int, staging: int, split_b: float, *, actor: str) -> Experiment:
+        """The running experiment of prod vs staging, opened if there is none; a running one of
+        another pair is closed as ``superseded`` in the same commit (a newer staging replaced it)."""
+        found: dict[str, Experiment] = {}
+
+        def change(rows: pd.DataFrame) -> pd.DataFrame | None:
+            now = datetime.now(UTC)
+            running = rows[rows["status"] == RUNNING] if len(rows) else rows
+            same = running[(running["prod_version"] == prod) & (running["staging_version"] == staging)] \
+                if len(running) else running
+            if len(same):
+                found["experiment"] = Experiment.from_row(same.iloc[-1])
+                return None  # already open: no commit
+            rows = rows.copy()
+            if len(running):
+                rows.loc[running.index, ["status", "updated_at", "actor", "reason"]] = [
+                    "superseded", now, actor, f"staging v{staging} replaced it"]
+            new = {"experiment_id": f"exp-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}", "prod_version": prod,
+                   "staging_version": staging, "ab_split_b": split_b, "status": RUNNING, "created_at": now,
+                   "updated_at": now, "actor": actor, "reason": f"prod v{prod} vs staging v{staging}",
+                   "decision": None}
+            found["experiment"] = Experiment.from_row(pd.Series(new))
+            log.info("experiment %s opened: prod v%d vs staging v%d, %.0f%% to B", new["experiment_id"], prod,
+                     staging, 100 * split_b)
+            return pd.concat([rows, pd.DataFrame([new])], ignore_index=True) if len(rows) else pd.DataFrame([new])
+
+        self.lake.rewrite(EXPERIMENTS, EXPERIMENTS_SCHEMA, change)
+        return found["experiment"]
+
+    def set_split(self, split_b: float, *, actor: str, reason: str = "") -> Experiment:
+        """Change the running experiment's share of users sent to B (one commit)."""
+        if not 0.0 <= split_b <= 1.0:
+            raise ValueError(f"ab_split_b must be within [0, 1], got {split_b}")
+        found: dict[str, Experiment] = {}
+
+        def change(rows: pd.DataFrame) -> pd.DataFrame:
+            running = rows[rows["status"] == RUNNING] if len(rows) else rows
+            if running.empty:
+                raise LookupError("no running experiment: there is no staging model to split traffic with")
+            idx = running.sort_values("created_at").index[-1]
+            rows = rows.copy()
+            rows.loc[idx, ["ab_split_b", "updated_at", "actor", "reason"]] = [
+                split_b, datetime.now(UTC), actor, reason or f"split set to {split_b}"]
+            found["experiment"] = Experiment.from_row(rows.loc[idx])
+            return rows
+
+        if not self.lake.exists(EXPERIMENTS):
+            raise LookupError("no running experiment: there is no staging model to split traffic with")
+        self.lake.rewrite(EXPERIMENTS, EXPERIMENTS_SCHEMA, change)
+        return found["experiment"]

@@ -1,0 +1,50 @@
+"""gunicorn settings of the router, from the `router:` section of the configuration.
+
+Binds to ``router.host:router.port`` (127.0.0.1:8000 by default), ``router.workers`` processes
+with ``router.threads`` threads each. Prometheus' multiprocess mode needs a folder shared by the
+workers, emptied at start and told when a worker dies.
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from config import load_config
+from lake.paths import data_paths
+
+_cfg = load_config()
+_paths = data_paths().ensure()
+_metrics_dir = _paths.root / "prometheus"
+shutil.rmtree(_metrics_dir, ignore_errors=True)
+_metrics_dir.mkdir(parents=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+
+bind = f"{_cfg.router.host}:{_cfg.router.port}"
+workers = _cfg.router.workers
+threads = _cfg.router.threads
+worker_class = "gthread"
+timeout = 120          # loading a large model at start can take a while
+graceful_timeout = 20  # in-flight requests finish on SIGTERM
+accesslog = "-"
+errorlog = "-"
+loglevel = "info"
+proc_name = "lakehouse-router"
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker) -> None:
+    """Seal this worker's event-log segment and stop its poller before the process ends, so its
+    last events are ingested without waiting for the orphan sweep."""
+    import router.wsgi
+
+    ctx = router.wsgi.app.extensions["lakehouse"]
+    ctx.pool.stop()
+    ctx.events.close()

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the router (prometheus-client).
+
+Under gunicorn each worker is a process: with ``PROMETHEUS_MULTIPROC_DIR`` set (the gunicorn
+config sets it before the workers start), every process writes its samples to files there and
+``/metrics`` aggregates them with ``MultiProcessCollector``; without it (tests, Flask's dev
+server) the default in-process registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+REQUESTS = Counter("router_requests_total", "Answered requests", ["endpoint", "variant", "status"])
+LATENCY = Histogram("router_request_latency_seconds", "Time to answer, logging included", ["endpoint", "variant"],
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+PREDICTIONS = Histogram("router_prediction_value", "Predicted value (regression) or probability of the "
+                        "predicted class (classification)", ["variant", "model_used"],
+                        buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 10, 100, 1000))
+PREDICTED_CLASS = Counter("router_predicted_class_total", "Predicted classes", ["variant", "label"])
+FALLBACKS = Counter("router_fallback_total", "Rows answered by the fallback model", ["variant"])
+LOG_FAILURES = Counter("router_event_log_failures_total", "Events that could not be written (request refused)",
+                       ["kind"])
+SWAPS = Counter("router_model_swaps_total", "Model / split state swaps in this worker")
+SERVED_VERSION = Gauge("router_served_version", "Model version served per alias", ["alias"],
+                       multiprocess_mode="liveall")
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics text and its content type, aggregated over processes when configured."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,169 @@
+"""Request and response models of the router (pydantic) and the OpenAPI document built from them.
+
+The envelope of every body is checked by these models; the ``features`` object is checked against
+the served model's input schema from the registry (:mod:`router.validation`), which only exists
+at run time, so ``/model_info`` publishes it and the OpenAPI document points there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+
+JsonScalar = str | int | float | bool
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class PredictRequest(_Body):
+    user_id: str | None = Field(default=None, min_length=1, max_length=200, description="Sticky A/B assignment "
+                                "key; without it the request is assigned at random.")
+    features: dict[str, Any] = Field(description="Raw input values by field name, as in the training data: "
+                                     "see GET /model_info for the fields, their types and known categories.")
+
+
+class PredictBatchRequest(_Body):
+    rows: list[PredictRequest] = Field(min_length=1, description="Up to `router.max_batch_rows` rows.")
+
+
+class FeedbackRequest(_Body):
+    request_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The request_id a prediction returned.")
+    label: JsonScalar = Field(description="The true outcome, in the target's own labels.")
+
+
+class SplitRequest(_Body):
+    ab_split_b: float = Field(ge=0.0, le=1.0, description="Share of users sent to B (staging).")
+    reason: str = Field(default="", max_length=500)
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    variant: str = Field(description="A (prod) or B (staging).")
+    experiment_id: str | None
+    model_version: int
+    model_used: str = Field(description="prod | staging | fallback")
+    fallback_reason: str | None = None
+    prediction: JsonScalar
+    probability: float | None = Field(default=None, description="Classification: probability of the "
+                                      "predicted class (of the positive class for two classes).")
+    latency_ms: float
+
+
+class PredictBatchResponse(BaseModel):
+    results: list[PredictResponse]
+
+
+class FeedbackResponse(BaseModel):
+    feedback_id: str
+    request_id: str
+    accepted: bool
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the offending field, e.g. features.temp or rows.3.user_id.")
+    problem: str
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class HealthResponse(BaseModel):
+    status: str
+    ready: bool | None = None
+    models: dict[str, int] | None = None
+
+
+class SplitResponse(BaseModel):
+    experiment_id: str
+    prod_version: int
+    staging_version: int
+    ab_split_b: float
+    status: str
+
+
+class ReloadResponse(BaseModel):
+    aliases: dict[str, int]
+    experiment_id: str | None
+    ab_split_b: float
+
+
+MODELS = [PredictRequest, PredictBatchRequest, FeedbackRequest, SplitRequest, PredictResponse,
+          PredictBatchResponse, FeedbackResponse, ErrorResponse, HealthResponse, SplitResponse, ReloadResponse]
+
+ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None, bool]] = [
+    # (method, path, summary, request model, response model, admin)
+    ("get", "/health", "Liveness; `?ready=1` for readiness (models loaded)", None, HealthResponse, False),
+    ("get", "/model_info", "Served versions, metrics, input schema, experiment and split", None, None, False),
+    ("get", "/metrics", "Prometheus metrics (text format)", None, None, False),
+    ("post", "/predict", "Predict one row (A/B assigned, logged before answering)", PredictRequest,
+     PredictResponse, False),
+    ("post", "/predict_batch", "Predict many rows in one call", PredictBatchRequest, PredictBatchResponse, False),
+    ("post", "/feedback", "The late true outcome of a prediction", FeedbackRequest, FeedbackResponse, False),
+    ("put", "/admin/split", "Set the share of users sent to staging", SplitRequest, SplitResponse, True),
+    ("post", "/admin/reload", "Reload models and split from the lake now", None, ReloadResponse, True),
+    ("get", "/openapi.json", "This document", None, None, False),
+    ("get", "/docs", "Interactive documentation (Swagger UI)", None, None, False),
+]
+
+
+def openapi_document(title: str, version: str) -> dict[str, Any]:
+    """OpenAPI 3.0 description of every route, with the pydantic models as components."""
+    _, defs = models_json_schema([(m, "validation") for m in MODELS],
+                                 ref_template="#/components/schemas/{model}")
+    components = _nullable(defs.get("$defs", {}))
+    error = {"description": "Bad request: the body names each field and its problem",
+             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+    paths: dict[str, Any] = {}
+    for method, path, summary, request, response, admin in ROUTES:
+        op: dict[str, Any] = {"summary": summary, "operationId": f"{method}_{path.strip('/').replace('/', '_')}"}
+        content_type = {"/metrics": "text/plain", "/docs": "text/html"}.get(path, "application/json")
+        schema = {"$ref": f"#/components/schemas/{response.__name__}"} if response else {"type": "object"}
+        if content_type != "application/json":
+            schema = {"type": "string"}
+        op["responses"] = {"200": {"description": "OK", "content": {content_type: {"schema": schema}}}}
+        if request is not None:
+            op["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{request.__name__}"}}}}
+            op["responses"].update({"400": error, "413": error, "415": error, "422": error})
+        if path in ("/predict", "/predict_batch", "/feedback"):
+            op["responses"]["503"] = {**error, "description": "Not ready, or the request log could not be written"}
+        if admin:
+            op["security"] = [{"bearer": []}]
+            op["responses"].update({"401": error, "403": error})
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.0.3",  # Swagger UI 4 (the locally served /docs) renders 3.0; see _nullable
+        "info": {"title": title, "version": version,
+                 "description": "A/B router of the MLOps lakehouse. The fields of `features` are the served "
+                                "model's inputs: GET /model_info lists them with types and known categories."},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {"schemas": components,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+def _nullable(node: Any) -> Any:
+    """Pydantic writes JSON Schema 2020-12 (``anyOf: [X, {type: null}]``); OpenAPI 3.0 says
+    ``nullable: true`` instead. Rewrite recursively."""
+    if isinstance(node, list):
+        return [_nullable(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _nullable(v) for k, v in node.items()}
+    options = node.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        node.pop("anyOf")
+        if len(rest) == 1 and "$ref" not in rest[0]:
+            node.update(rest[0])
+        else:
+            node["anyOf"] = rest
+        node["nullable"] = True
+    return node

@@ -1,0 +1,103 @@
+"""A client of the router: raw rows -> /predict requests, then their true labels -> /feedback.
+
+Used by ``run.py -mode demo`` (and the A/B loop) to play users against the real router over HTTP.
+Plain requests + threads; every loop is bounded by the number of rows.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import requests
+
+from features import encode_target
+
+
+def request_bodies(rows: pd.DataFrame, fields: dict[str, str], user_ids: list[str]) -> list[dict[str, Any]]:
+    """/predict bodies from raw rows (strings as read from a batch file), typed by field kind."""
+    time_field = next(name for name, kind in fields.items() if kind == "time")
+    bodies = []
+    for user, (_, row) in zip(user_ids, rows.iterrows(), strict=True):
+        features: dict[str, Any] = {}
+        for name, kind in fields.items():
+            value = row.get(name)
+            if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+                features[name] = None
+            elif kind == "numeric":
+                number = pd.to_numeric(value, errors="coerce")
+                features[name] = None if pd.isna(number) else float(number)
+            else:
+                features[name] = str(value)
+        if features[time_field] is None:
+            continue  # a row without time cannot be scored; the ingestion drops it too
+        bodies.append({"user_id": user, "features": features})
+    return bodies
+
+
+@dataclass
+class TrafficReport:
+    sent: int = 0
+    answered: list[dict] = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        variants = Counter(r["variant"] for r in self.answered)
+        used = Counter(r["model_used"] for r in self.answered)
+        lat = sorted(self.latencies_ms)
+        return {"sent": self.sent, "answered": len(self.answered), "errors": dict(self.errors),
+                "variants": dict(variants), "model_used": dict(used),
+                "p50_ms": statistics.median(lat) if lat else None,
+                "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None}
+
+
+def play(url: str, bodies: list[dict], concurrency: int = 8, timeout: float = 30.0) -> TrafficReport:
+    """POST every body to /predict with ``concurrency`` keep-alive sessions."""
+    report = TrafficReport(sent=len(bodies))
+    lock = threading.Lock()
+    chunks = [bodies[i::concurrency] for i in range(concurrency)]
+
+    def run(chunk: list[dict]) -> None:
+        with requests.Session() as s:
+            for body in chunk:
+                r = s.post(f"{url}/predict", json=body, timeout=timeout)
+                with lock:
+                    if r.status_code == 200:
+                        report.answered.append({**r.json(), "user_id": body.get("user_id")})
+                        report.latencies_ms.append(r.elapsed.total_seconds() * 1000)
+                    else:
+                        report.errors[r.status_code] += 1
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(run, c) for c in chunks]:
+            future.result()
+    return report
+
+
+def send_feedback(url: str, answered: list[dict], labels: dict[str, Any], share: float = 1.0,
+                  timeout: float = 30.0) -> int:
+    """POST the true label of (a deterministic ``share`` of) the answered requests; returns how many
+    were accepted. ``labels`` maps user_id -> label in the model's classes."""
+    accepted = 0
+    with requests.Session() as s:
+        for i, result in enumerate(answered):
+            if i % 1000 >= share * 1000 or result["user_id"] not in labels:
+                continue
+            r = s.post(f"{url}/feedback", json={"request_id": result["request_id"],
+                                                "label": labels[result["user_id"]]}, timeout=timeout)
+            accepted += r.status_code == 200
+    return accepted
+
+
+def labels_of(rows: pd.DataFrame, target: str, task: str, user_ids: list[str]) -> dict[str, Any]:
+    """user_id -> the row's true label, encoded as the model's classes are (0/1 for yes/no targets)."""
+    encoded = encode_target(rows[target], task)
+    return {u: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v)
+            for u, v in zip(user_ids, encoded, strict=True) if not pd.isna(v)}

@@ -1,0 +1,302 @@
+"""The Flask A/B router in process (Flask's test client): routes, validation, split, admin, metrics,
+OpenAPI, the request log. gunicorn on loopback is in test_router_gunicorn.py.
+
+The registry holds prod v1 and staging v3 (two training runs on the toy stream) and fallback v4.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from openapi_spec_validator import validate
+from prometheus_client.parser import text_string_to_metric_families
+from scipy import stats
+
+from assets.ab_events import ingest_event_log
+from lake.registry import ModelRegistry
+from lake.tables import AB_EVENTS, AB_FEEDBACK
+from router.app import create_app
+from router.split import assign, bucket
+from tests.test_ingest_pipeline import Pipeline
+
+FAST = {"models": ["lr", "dt"], "folds": 2, "budget_time_minutes": 0.5, "tune_top": 0, "holdout_min_rows": 200,
+        "gate": {"min_score": 0.55, "tolerance": 0.2}}
+TOKEN = "s3cret-token"
+ROW = {"ts": "2024-01-20T10:00:00Z", "city": "Oslo", "plan": "pro", "temp": 21.5, "amount": 12.0, "visits": 3}
+
+
+def two_model_lakehouse(folder: Path) -> Pipeline:
+    """Three toy batches and two training runs: prod v1, staging v3, fallback v4."""
+    pipe = Pipeline(folder, {"training": FAST})
+    for _ in range(3):
+        assert pipe.emit_and_run().success
+    job = pipe.defs.resolve_job_def("retrain_job")
+    assert job.execute_in_process(instance=pipe.instance).success
+    assert job.execute_in_process(instance=pipe.instance).success
+    assert ModelRegistry(pipe.lake, pipe.paths.artifacts).aliases() == {"prod": 1, "staging": 3, "fallback": 4}
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    return two_model_lakehouse(tmp_path_factory.mktemp("router"))
+
+
+@pytest.fixture(scope="module")
+def client(lakehouse: Pipeline) -> FlaskClient:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LAKEHOUSE_ADMIN_TOKEN", TOKEN)
+    app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    mp.undo()
+    yield app.test_client()
+    app.extensions["lakehouse"].events.close()
+
+
+def _predict(client: FlaskClient, features: dict | None = None, user: str | None = "u1", **kw):
+    body = {"features": {**ROW, **(features or {})}}
+    if user is not None:
+        body["user_id"] = user
+    return client.post("/predict", json=body, **kw)
+
+
+def _fields(response) -> dict[str, str]:
+    return {e["field"]: e["problem"] for e in response.get_json()["errors"]}
+
+
+def test_health_readiness_and_model_info(client: FlaskClient) -> None:
+    assert client.get("/health").get_json() == {"status": "ok"}
+    ready = client.get("/health?ready=1").get_json()
+    assert ready["ready"] is True and ready["models"] == {"prod": 1, "staging": 3, "fallback": 4}
+    info = client.get("/model_info").get_json()
+    assert (info["prod"]["version"], info["staging"]["version"], info["fallback"]["version"]) == (1, 3, 4)
+    assert info["experiment"]["prod_version"] == 1 and info["experiment"]["staging_version"] == 3
+    assert info["ab_split_b"] == 0.5
+    fields = info["prod"]["input_schema"]["fields"]
+    assert fields == {"ts": "time", "temp": "numeric", "amount": "numeric", "visits": "numeric",
+                      "city": "categorical", "plan": "categorical", "row_id": "id"}
+    assert sorted(info["prod"]["input_schema"]["categories"]["city"]) == ["Lima", "Oslo", "Rome"]
+    assert "AUC" in info["prod"]["holdout_metrics"] and info["prod"]["classes"] == [0, 1]
+
+
+def test_predict_is_sticky_and_names_the_variant_and_version(client: FlaskClient) -> None:
+    first = _predict(client, user="alice").get_json()
+    assert set(first) == {"request_id", "variant", "experiment_id", "model_version", "model_used",
+                          "fallback_reason", "prediction", "probability", "latency_ms"}
+    assert first["variant"] in ("A", "B") and first["model_version"] == {"A": 1, "B": 3}[first["variant"]]
+    assert first["model_used"] == {"A": "prod", "B": "staging"}[first["variant"]]
+    assert first["prediction"] in (0, 1) and 0.0 <= first["probability"] <= 1.0
+    again = [_predict(client, user="alice").get_json() for _ in range(5)]
+    assert {r["variant"] for r in again} == {first["variant"]}
+    assert len({r["request_id"] for r in [first, *again]}) == 6
+    variants = {_predict(client, user=f"user-{i}").get_json()["variant"] for i in range(40)}
+    assert variants == {"A", "B"}
+
+
+@settings(max_examples=25, deadline=None)
+@given(split=st.floats(min_value=0.05, max_value=0.95), salt=st.text(min_size=1, max_size=8))
+def test_split_converges_to_the_configured_share(split: float, salt: str) -> None:
+    n = 4000
+    share = sum(assign(f"exp-{salt}", f"user-{i}", split) == "B" for i in range(n)) / n
+    low, high = stats.binom.interval(0.9999, n, split)
+    assert low / n <= share <= high / n
+    # sticky: the same user always gets the same variant; raising the split only moves A -> B
+    for i in range(50):
+        user = f"user-{i}"
+        assert assign("e", user, split) == assign("e", user, split)
+        if assign("e", user, split) == "B":
+            assert assign("e", user, min(1.0, split + 0.1)) == "B"
+    assert 0.0 <= bucket("e", "x") < 1.0 and assign(None, "u", 0.5) == "A" and assign("e", "u", 0.0) == "A"
+
+
+@pytest.mark.parametrize(("features", "field", "words"), [
+    ({"temp": "warm"}, "features.temp", "expected a number"),
+    ({"temp": True}, "features.temp", "expected a number"),
+    ({"city": 3}, "features.city", "expected a string"),
+    ({"ts": None}, "features.ts", "must not be null"),
+    ({"ts": "yesterday-ish"}, "features.ts", "not a time"),
+    ({"colour": "red"}, "features.colour", "unknown field"),
+])
+def test_bad_features_get_422_naming_the_field(client: FlaskClient, features: dict, field: str, words: str) -> None:
+    response = _predict(client, features)
+    assert response.status_code == 422
+    assert words in _fields(response)[field]
+
+
+def test_missing_field_non_finite_and_envelope_errors(client: FlaskClient) -> None:
+    body = {"user_id": "u", "features": {k: v for k, v in ROW.items() if k != "amount"}}
+    missing = client.post("/predict", json=body)
+    assert missing.status_code == 422 and "required" in _fields(missing)["features.amount"]
+    for token in ("NaN", "Infinity", "-Infinity", "1e999"):
+        raw = json.dumps({"user_id": "u", "features": {**ROW, "temp": 0}}).replace('"temp": 0', f'"temp": {token}')
+        bad = client.post("/predict", data=raw, content_type="application/json")
+        assert bad.status_code == 422 and "finite" in _fields(bad)["features.temp"], token
+    extra = client.post("/predict", json={"features": ROW, "color": 1})
+    assert extra.status_code == 422 and "color" in _fields(extra)
+    no_features = client.post("/predict", json={"user_id": "u"})
+    assert no_features.status_code == 422 and "features" in _fields(no_features)
+    wrong_user = client.post("/predict", json={"user_id": 5, "features": ROW})
+    assert wrong_user.status_code == 422 and "user_id" in _fields(wrong_user)
+
+
+def test_transport_errors_are_json_4xx(client: FlaskClient) -> None:
+    form = client.post("/predict", data="a=1", content_type="application/x-www-form-urlencoded")
+    assert form.status_code == 415 and "application/json" in _fields(form)["body"]
+    broken = client.post("/predict", data='{"features": {', content_type="application/json")
+    assert broken.status_code == 400 and "not valid JSON" in _fields(broken)["body"]
+    huge = client.post("/predict", data=b'{"features": {"x": "' + b"a" * (2 * 2**20) + b'"}}',
+                       content_type="application/json")
+    assert huge.status_code == 413 and "body" in _fields(huge)
+    assert client.get("/nope").status_code == 404 and client.get("/nope").get_json()["error"] == "Not Found"
+    assert client.delete("/predict").status_code == 405
+
+
+def test_batch_predicts_many_and_names_the_bad_row(client: FlaskClient) -> None:
+    rows = [{"user_id": f"b{i}", "features": {**ROW, "temp": float(i)}} for i in range(20)]
+    ok = client.post("/predict_batch", json={"rows": rows})
+    results = ok.get_json()["results"]
+    assert ok.status_code == 200 and len(results) == 20 and len({r["request_id"] for r in results}) == 20
+    rows[3] = {"user_id": "b3", "features": {**ROW, "visits": "many"}}
+    bad = client.post("/predict_batch", json={"rows": rows})
+    assert bad.status_code == 422 and "rows.3.features.visits" in _fields(bad)
+    too_many = client.post("/predict_batch", json={"rows": [rows[0]] * 1001})
+    assert too_many.status_code == 413 and "at most 1000" in _fields(too_many)["rows"]
+
+
+def test_sparse_or_anomalous_rows_go_to_the_fallback(client: FlaskClient) -> None:
+    sparse = _predict(client, {"temp": None, "amount": None, "visits": None, "city": None}).get_json()
+    assert sparse["model_used"] == "fallback" and sparse["model_version"] == 4
+    assert "missing" in sparse["fallback_reason"]
+    odd = _predict(client, {"temp": 400.0}).get_json()  # one of three numeric values far outside training
+    assert odd["model_used"] == "fallback" and "temp" in odd["fallback_reason"]
+    normal = _predict(client).get_json()
+    assert normal["model_used"] in ("prod", "staging") and normal["fallback_reason"] is None
+    unseen = _predict(client, {"city": "Paris"}).get_json()  # accepted by default: the encoder handles it
+    assert unseen["model_used"] in ("prod", "staging")
+
+
+def test_feedback_is_validated_and_accepted(client: FlaskClient) -> None:
+    rid = _predict(client).get_json()["request_id"]
+    ok = client.post("/feedback", json={"request_id": rid, "label": 1})
+    assert ok.status_code == 200 and ok.get_json()["request_id"] == rid and ok.get_json()["accepted"] is True
+    bad_id = client.post("/feedback", json={"request_id": "not-an-id", "label": 1})
+    assert bad_id.status_code == 422 and "request_id" in _fields(bad_id)
+    bad_label = client.post("/feedback", json={"request_id": rid, "label": 0.5})
+    assert bad_label.status_code == 422 and "class label" in _fields(bad_label)["label"]
+    unknown = client.post("/feedback", json={"request_id": rid, "label": "maybe"})
+    assert unknown.status_code == 422 and "expected one of [0, 1]" in _fields(unknown)["label"]
+    assert client.post("/feedback", json={"request_id": rid, "label": 1.0}).status_code == 200
+    no_label = client.post("/feedback", json={"request_id": rid})
+    assert no_label.status_code == 422 and "label" in _fields(no_label)
+
+
+def test_admin_needs_the_bearer_token_and_moves_the_split(client: FlaskClient, lakehouse: Pipeline) -> None:
+    assert client.post("/admin/reload").status_code == 401
+    assert client.post("/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.post("/admin/reload", headers=auth).get_json()["aliases"]["staging"] == 3
+    bad = client.put("/admin/split", json={"ab_split_b": 1.5}, headers=auth)
+    assert bad.status_code == 422 and "ab_split_b" in _fields(bad)
+    moved = client.put("/admin/split", json={"ab_split_b": 0.0, "reason": "test"}, headers=auth)
+    assert moved.status_code == 200 and moved.get_json()["ab_split_b"] == 0.0
+    assert {_predict(client, user=f"z{i}").get_json()["variant"] for i in range(30)} == {"A"}
+    assert client.get("/model_info").get_json()["ab_split_b"] == 0.0
+    assert client.put("/admin/split", json={"ab_split_b": 0.5}, headers=auth).status_code == 200
+
+
+def test_admin_is_disabled_without_a_token(lakehouse: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAKEHOUSE_ADMIN_TOKEN", raising=False)
+    app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    response = app.test_client().post("/admin/reload", headers={"Authorization": "Bearer anything"})
+    assert response.status_code == 403 and "disabled" in response.get_json()["error"]
+    app.extensions["lakehouse"].events.close()
+
+
+def test_metrics_parse_and_count_requests(client: FlaskClient) -> None:
+    _predict(client, user="metrics-user")
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))}
+    requests = [s for s in families["router_requests"].samples
+                if s.name == "router_requests_total" and s.labels["endpoint"] == "predict"]
+    assert sum(s.value for s in requests if s.labels["status"] == "200") >= 1
+    assert sum(s.value for s in requests if s.labels["status"] == "422") >= 1
+    assert "router_request_latency_seconds" in families and "router_fallback" in families
+
+
+def test_openapi_is_valid_and_lists_every_route(client: FlaskClient) -> None:
+    doc = client.get("/openapi.json").get_json()
+    validate(doc)
+    routes = {(r.rule, m.lower()) for r in client.application.url_map.iter_rules()
+              for m in r.methods - {"HEAD", "OPTIONS"} if r.endpoint not in ("static", "docs_static")}
+    documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
+    assert routes == documented
+    page = client.get("/docs")
+    assert page.status_code == 200 and b"/openapi.json" in page.data
+    assert client.get("/docs/swagger-ui-bundle.js").status_code == 200  # served locally, no CDN
+
+
+def test_every_answered_request_is_in_the_event_tables(lakehouse: Pipeline) -> None:
+    app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    c = app.test_client()
+    answered = [_predict(c, user=f"log-{i}").get_json()["request_id"] for i in range(25)]
+    labelled = c.post("/feedback", json={"request_id": answered[0], "label": 1}).get_json()["feedback_id"]
+    assert _predict(c, {"temp": "hot"}).status_code == 422  # refused requests are not logged
+    app.extensions["lakehouse"].events.close()
+    paths = lakehouse.paths
+    ingest_event_log(lakehouse.lake, paths.events, paths.events_ingested)
+    events = lakehouse.lake.read(AB_EVENTS)
+    assert set(answered) <= set(events["request_id"]) and events["request_id"].is_unique
+    row = events.set_index("request_id").loc[answered[0]]
+    assert row["user_id"] == "log-0" and json.loads(row["features"])["city"] == "Oslo"
+    assert row["model_version"] in (1, 3, 4) and not math.isnan(row["latency_ms"])
+    feedback = lakehouse.lake.read(AB_FEEDBACK).set_index("feedback_id")
+    assert feedback.loc[labelled, "request_id"] == answered[0] and feedback.loc[labelled, "label_value"] == 1.0
+
+
+def test_alias_change_is_picked_up_by_reload(lakehouse: Pipeline, tmp_path: Path) -> None:
+    from lake.registry import AliasChange
+
+    registry = ModelRegistry(lakehouse.lake, lakehouse.paths.artifacts)
+    app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    pool = app.extensions["lakehouse"].pool
+    registry.set_aliases([AliasChange("staging", None)], actor="test", reason="no experiment")
+    try:
+        pool.reload()
+        c = app.test_client()
+        assert {_predict(c, user=f"s{i}").get_json()["model_version"] for i in range(20)} == {1}
+        assert c.get("/model_info").get_json()["experiment"] is None
+    finally:
+        registry.set_aliases([AliasChange("staging", 3)], actor="test", reason="restore")
+        app.extensions["lakehouse"].events.close()
+    pool.reload()
+    assert pool.state.staging.version == 3 and tmp_path.exists()
+
+
+def test_a_change_landing_during_a_reload_is_not_missed(lakehouse: Pipeline) -> None:
+    """The poller compares Delta versions; a flip committed while a reload runs must still be seen."""
+    from lake.registry import AliasChange
+
+    registry = ModelRegistry(lakehouse.lake, lakehouse.paths.artifacts)
+    app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    pool = app.extensions["lakehouse"].pool
+    ensure = pool.experiments.ensure
+
+    def ensure_then_flip(*args, **kwargs):
+        experiment = ensure(*args, **kwargs)
+        registry.set_aliases([AliasChange("staging", None)], actor="test", reason="lands mid-reload")
+        return experiment
+
+    pool.experiments.ensure = ensure_then_flip
+    try:
+        assert pool.reload(force=True).staging.version == 3  # read before the flip landed
+        pool.experiments.ensure = ensure
+        assert pool.reload().staging is None  # the next poll sees it
+        versions_before = pool.source_versions()
+        assert pool.reload() is pool.state and pool.source_versions() == versions_before  # idle: no commit
+    finally:
+        registry.set_aliases([AliasChange("staging", 3)], actor="test", reason="restore")
+        app.extensions["lakehouse"].events.close()
