@@ -8,6 +8,7 @@ data root come from ``LAKEHOUSE_CONFIG`` / ``LAKEHOUSE_DATA`` (or the defaults);
 
 import dagster as dg
 
+from assets.ab_assets import AB_ANALYSIS_JOB, ab_analysis, build_ab_sensor, promote_job
 from assets.ab_events_asset import AB_EVENTS_JOB, ab_events, build_event_log_sensor
 from assets.drift_asset import drift
 from assets.eda_asset import eda_report
@@ -47,11 +48,19 @@ def build_definitions(config_path: str | None = None, data_root: str | None = No
         description="The router's closed event-log segments into ab_events / ab_feedback (exactly once).",
         tags={"lakehouse/pipeline": "ab_events"},
     )
+    ab_analysis_job = dg.define_asset_job(
+        AB_ANALYSIS_JOB, selection=dg.AssetSelection.assets(ab_events, ab_analysis),
+        description="Ingest the request log, then analyse the running experiment and record its decision.",
+        tags={"lakehouse/pipeline": "ab_events"},
+    )
     return dg.Definitions(
-        assets=[raw, quality, cleaned, features, drift, eda_report, candidate_models, summary_report, ab_events],
-        jobs=[ingest_job, retrain_job, drift_job, ab_events_job],
+        assets=[raw, quality, cleaned, features, drift, eda_report, candidate_models, summary_report, ab_events,
+                ab_analysis],
+        jobs=[ingest_job, retrain_job, drift_job, ab_events_job, ab_analysis_job, promote_job],
         sensors=[build_inbox_sensor(cfg.dagster.inbox_poll_seconds, cfg.dagster.max_runs_per_tick),
-                 build_drift_sensor(cfg.drift), build_event_log_sensor(cfg.dagster.event_log_poll_seconds)],
+                 build_drift_sensor(cfg.drift), build_event_log_sensor(cfg.dagster.event_log_poll_seconds),
+                 build_ab_sensor([ab_analysis_job, promote_job], cfg.ab.sensor_poll_seconds, cfg.ab.min_new_labels,
+                                 cfg.ab.auto_promote)],
         schedules=[build_drift_schedule(cfg.drift)],
         resources={"lakehouse": LakehouseResource(config_path=config_path or "", data_root=data_root or "")},
     )

@@ -13,6 +13,13 @@
                                   of a CSV with `predict` (and `probability`) and `error` columns
     python run.py -mode summary   HTML report of quality, metrics, hyperparameters, latency over
                                   batches and model versions; prints its path
+    python run.py -mode analyse   ingest the router's request log and analyse the running A/B
+                                  experiment (ab_analysis_job); prints the decision and the report path
+    python run.py -mode promote --reason TEXT     staging -> prod now (promote_job), reason recorded
+    python run.py -mode rollback --reason TEXT    stop the experiment: split 0, closed as rolled back
+    python run.py -mode simulate [--users N --rate R --duration S --label-delay D --label-share F]
+                                  play users from the latest batch against the running router
+                                  (loopback), then post their true labels after the delay
 
 ``--config PATH`` (or LAKEHOUSE_CONFIG) selects the configuration, ``--data DIR`` (or
 LAKEHOUSE_DATA) the data root; both are passed on to Dagster through the environment.
@@ -160,77 +167,93 @@ def mode_demo(paths: DataPaths, batches: int | None, initial: int) -> int:
 
     cfg = load_config()
     started = time.perf_counter()
-    print(f"[0/6] reset: fresh lake under {paths.root} (the Dagster run history is kept)", flush=True)
+    print(f"[0/7] reset: fresh lake under {paths.root} (the Dagster run history is kept)", flush=True)
     reset_data_root(paths)
     emulator = StreamEmulator(cfg, paths)
     plan = emulator.plan[:batches] if batches else emulator.plan
     first = max(1, min(initial, len(plan) - 1))
-    print(f"[1/6] stream: {cfg.dataset.name} -> {len(plan)} batches by {cfg.stream.batch_by} "
+    print(f"[1/7] stream: {cfg.dataset.name} -> {len(plan)} batches by {cfg.stream.batch_by} "
           f"({cfg.stream.batch_window if cfg.stream.batch_by == 'time' else cfg.stream.batch_rows}); "
           f"the first {first} now, the others after the first model", flush=True)
     for _ in range(first):
         emulator.emit_next()
-    print(f"[2/6] ingest: {first} files in {paths.inbox}, one ingest_job run each", flush=True)
+    print(f"[2/7] ingest: {first} files in {paths.inbox}, one ingest_job run each", flush=True)
     results = ingest_pending(paths)
     print_summary(cfg, paths)
-    print(f"[3/6] train: retrain_job, PyCaret AutoML over {cfg.training.models} "
+    print(f"[3/7] train: retrain_job, PyCaret AutoML over {cfg.training.models} "
           f"({len(cfg.training.variants)} preprocessing variant(s), budget {cfg.training.budget_time_minutes} min "
           f"each, sorted by {cfg.sort_metric})", flush=True)
     results.append(run_retrain(paths))
     print_training_summary(cfg, paths)
-    print(f"[4/6] drift: the other {len(plan) - first} batches arrive one by one; each is compared with the rows "
+    print(f"[4/7] drift: the other {len(plan) - first} batches arrive one by one; each is compared with the rows "
           f"prod was trained on, and drift_sensor's rules decide on retraining", flush=True)
     results += stream_with_drift(cfg, paths, emulator, len(plan) - first)
-    print(f"[5/6] router: gunicorn on http://{cfg.router.host}:{cfg.router.port} ({cfg.router.workers} workers), "
+    print(f"[5/7] router: gunicorn on http://{cfg.router.host}:{cfg.router.port} ({cfg.router.workers} workers), "
           f"users from the latest batch call /predict, then /feedback with the true labels", flush=True)
     results.append(demo_router(cfg, paths))
-    print(f"[6/6] done in {time.perf_counter() - started:.0f}s; aliases: {_aliases(cfg, paths)}")
+    from assets.resources import lake_for
+    from assets.summary import make_summary_report
+
+    make_summary_report(lake_for(cfg, paths), paths.reports / "summary.html", dataset=cfg.dataset.name,
+                        metric=cfg.sort_metric)
+    print(f"[7/7] done in {time.perf_counter() - started:.0f}s; aliases: {_aliases(cfg, paths)}; summary report: "
+          f"{paths.reports / 'summary.html'}")
     return report_results(results)
 
 
 def demo_router(cfg, paths: DataPaths, users: int = 400) -> BatchResult:
     """Start the router, play ``users`` users of the latest full batch against it (predictions, then
-    their true labels as feedback), stop it and ingest its event log into `ab_events`."""
-    import requests
+    their true labels as feedback), stop it; then ingest the request log, analyse the experiment
+    and apply a promote / rollback decision (promote_job), as ab_sensor would with auto-promotion."""
+    from assets.ab_analysis import metric_of
+    from serving.traffic import simulate
 
-    from assets.ab_events import ingest_event_log
-    from assets.resources import lake_for
-    from serving.traffic import labels_of, play, request_bodies, send_feedback
-    from stream.sources import read_file
-
-    files = [f for f in sorted(paths.archive.iterdir()) if f.is_file()]
-    rows = next((frame for frame in (read_file(f, as_strings=True) for f in reversed(files)) if len(frame) >= users),
-                None)
-    if rows is None:
-        return BatchResult("router", False, f"no archived batch with {users} rows to play")
-    rows = rows.sample(users, random_state=0).reset_index(drop=True)
-    ids = [f"user-{i:05d}" for i in range(len(rows))]
     router = start_router(cfg, paths)
     router.start()
     try:
-        info = requests.get(f"{router.url}/model_info", timeout=30).json()
-        bodies = request_bodies(rows, info["prod"]["input_schema"]["fields"], ids)
-        report = play(router.url, bodies)
-        fed = send_feedback(router.url, report.answered, labels_of(rows, cfg.dataset.target, cfg.dataset.task, ids))
+        summary = simulate(cfg, paths, router.url, users=users)
     finally:
         router.stop()
-    summary = report.summary()
-    experiment = info["experiment"]
+    experiment = summary["experiment"]
     print(f"  experiment {experiment['experiment_id'] if experiment else '(none: no staging model)'}: "
-          f"A = prod v{info['prod']['version']}"
-          + (f", B = staging v{info['staging']['version']}, {info['ab_split_b']:.0%} of users to B"
+          f"A = prod v{summary['prod_version']}"
+          + (f", B = staging v{summary['staging_version']}, {experiment['ab_split_b']:.0%} of users to B"
              if experiment else ""))
     print(f"  {summary['answered']}/{summary['sent']} answered, variants {summary['variants']}, models "
           f"{summary['model_used']}, p50 {summary['p50_ms']:.0f} ms, p99 {summary['p99_ms']:.0f} ms, "
-          f"errors {summary['errors'] or 'none'}; {fed} labels sent to /feedback")
-    if report.answered:
-        print(f"  e.g. {json.dumps({k: v for k, v in report.answered[0].items() if k != 'user_id'})}")
-    outcome = ingest_event_log(lake_for(cfg, paths), paths.events, paths.events_ingested)
-    print(f"  event log -> ab_events: {outcome.events_inserted} predictions, {outcome.feedback_inserted} labels "
-          f"from {len(outcome.segments)} segment(s) (docs: http://{cfg.router.host}:{cfg.router.port}/docs "
-          f"while `make dev` runs)")
-    ok = summary["answered"] == summary["sent"] and outcome.events_inserted == summary["answered"]
-    return BatchResult("router", ok, "" if ok else f"router: {summary}; ingested {outcome.events_inserted}")
+          f"errors {summary['errors'] or 'none'}; {summary['labels_sent']} labels sent to /feedback")
+    if summary["example"]:
+        print(f"  e.g. {json.dumps(summary['example'])}")
+    ok = summary["answered"] == summary["sent"] == users
+    if not ok:
+        return BatchResult("router", False, f"router: {summary}")
+    print("[6/7] A/B analysis: ab_events (request log -> Delta) + ab_analysis (SRM, labels, mSPRT, decision)",
+          flush=True)
+    result = _run_job(paths, "ab_analysis_job")
+    if not result.success:
+        return BatchResult("ab_analysis_job", False, _failure_text(result))
+    events = {k: getattr(v, "value", v) for m in result.asset_materializations_for_node("ab_events")
+              for k, v in m.metadata.items()}
+    meta = {k: getattr(v, "value", v) for m in result.asset_materializations_for_node("ab_analysis")
+            for k, v in m.metadata.items()}
+    print(f"  ab_events: {events.get('predictions_inserted')} predictions, {events.get('feedback_inserted')} labels")
+    if "metric_A" in meta:
+        print(f"  loss ({metric_of(cfg.dataset.task, cfg.ab)}): "
+              f"A {meta['metric_A']:.4f} ({meta['labelled_A']} labelled), B {meta['metric_B']:.4f} "
+              f"({meta['labelled_B']} labelled); SRM p {meta['srm_p']:.3f}; required per variant "
+              f"{meta.get('required_per_variant', 'n/a')}")
+    print(f"  decision: {meta['decision'].upper()}: {meta['reason']}")
+    print(f"  report: {meta.get('report', '(none)')}")
+    if meta["decision"] in ("promote", "rollback"):
+        applied = _run_job(paths, "promote_job", {"ops": {"apply_decision": {"config": {
+            "action": meta["decision"], "reason": f"demo: {meta['reason']}"}}}})
+        if not applied.success:
+            return BatchResult("promote_job", False, _failure_text(applied))
+        print(f"  promote_job applied {meta['decision']}: aliases {_aliases(cfg, paths)}")
+    else:
+        print("  nothing applied: the experiment keeps running (more traffic, or `run.py -mode promote "
+              "--reason ...` to decide by hand)")
+    return BatchResult("ab_analysis", True)
 
 
 def _aliases(cfg, paths: DataPaths) -> dict[str, int]:
@@ -420,6 +443,60 @@ def mode_summary(paths: DataPaths) -> int:
     return 0
 
 
+def _run_job(paths: DataPaths, name: str, run_config: dict | None = None, tags: dict | None = None):
+    """Run a job of the code location in process, in the instance the UI shows."""
+    from dagster import DagsterInstance
+
+    from definitions import build_definitions
+
+    defs = build_definitions(os.environ.get(CONFIG_ENV), str(paths.root))
+    with DagsterInstance.get() as instance:
+        return defs.resolve_job_def(name).execute_in_process(
+            instance=instance, raise_on_error=False, run_config={**QUIET_DAGSTER, **(run_config or {})},
+            tags={"lakehouse/trigger": "run.py", **(tags or {})})
+
+
+def mode_analyse(paths: DataPaths) -> int:
+    """ab_analysis_job in process; prints the decision, its reason and the report path."""
+    result = _run_job(paths, "ab_analysis_job")
+    if not result.success:
+        print(f"False: {_failure_text(result)}", file=sys.stderr)
+        return 1
+    [mat] = [m for m in result.asset_materializations_for_node("ab_analysis")]
+    meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    print(f"{meta['decision']}: {meta['reason']}")
+    if "report" in meta:
+        print(meta["report"])
+    return 0
+
+
+def mode_apply(paths: DataPaths, action: str, reason: str) -> int:
+    """promote_job with an explicit action and reason (what the UI's Launchpad does)."""
+    if not reason:
+        print(f"-mode {action} needs --reason TEXT (it is recorded with the change)", file=sys.stderr)
+        return 1
+    result = _run_job(paths, "promote_job", {"ops": {"apply_decision": {"config": {"action": action,
+                                                                                     "reason": reason}}}})
+    if not result.success:
+        print(f"False: {_failure_text(result)}", file=sys.stderr)
+        return 1
+    print(f"True: {action} applied; aliases {_aliases(load_config(), paths)}")
+    return 0
+
+
+def mode_simulate(args) -> int:
+    """Users of the latest full batch against the running router, then their labels."""
+    from serving.traffic import simulate
+
+    cfg = load_config()
+    paths = data_paths(args.data)
+    url = args.url or f"http://{cfg.router.host}:{cfg.router.port}"
+    summary = simulate(cfg, paths, url, users=args.users, rate=args.rate, duration=args.duration,
+                       label_delay=args.label_delay, label_share=args.label_share)
+    print(json.dumps(summary, indent=1, default=str))
+    return 0 if summary["answered"] and not summary["errors"] else 1
+
+
 def start_router(cfg, paths: DataPaths):
     """The router under gunicorn on ``router.host:port`` (its log in <data>/logs/router.log)."""
     from config import resolve_config_path
@@ -456,8 +533,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-mode", "--mode", required=True,
-                        choices=["update", "stream", "ingest", "demo", "dev", "inference", "summary"])
+                        choices=["update", "stream", "ingest", "demo", "dev", "inference", "summary", "analyse",
+                                 "promote", "rollback", "simulate"])
     parser.add_argument("-file", "--file", help="inference: the CSV / XLSX / Parquet file to score")
+    parser.add_argument("-reason", "--reason", default="", help="promote / rollback: why (recorded)")
+    parser.add_argument("--users", type=int, default=1000, help="simulate: users to play (one request each)")
+    parser.add_argument("--rate", type=float, default=0.0, help="simulate: requests per second (0: as fast "
+                        "as the router answers)")
+    parser.add_argument("--duration", type=float, default=300.0, help="simulate: stop after this many seconds")
+    parser.add_argument("--label-delay", type=float, default=0.0, help="simulate: seconds before the labels")
+    parser.add_argument("--label-share", type=float, default=1.0, help="simulate: share of requests labelled")
+    parser.add_argument("--url", default="", help="simulate: router URL (default: router.host:port)")
     parser.add_argument("-config", "--config",
                         help="configuration file (default: LAKEHOUSE_CONFIG or config/pipeline.yaml)")
     parser.add_argument("-data", "--data", help="data root (default: LAKEHOUSE_DATA or ./data)")
@@ -491,6 +577,12 @@ def main(argv: list[str] | None = None) -> int:
         return mode_inference(paths, args.file)
     if args.mode == "summary":
         return mode_summary(paths)
+    if args.mode == "analyse":
+        return mode_analyse(paths)
+    if args.mode in ("promote", "rollback"):
+        return mode_apply(paths, args.mode, args.reason)
+    if args.mode == "simulate":
+        return mode_simulate(args)
     return mode_dev(paths)
 
 

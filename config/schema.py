@@ -368,6 +368,33 @@ class RouterConfig(_Strict):
     event_log: EventLogConfig = Field(default_factory=EventLogConfig)
 
 
+class ABConfig(_Strict):
+    """The A/B analysis and the promotion rule (see README, "A/B analysis and promotion")."""
+
+    metric: Literal["accuracy", "log_loss", "mae"] | None = Field(
+        default=None, description="Per-request loss compared: accuracy (1 - correct) or log_loss for "
+        "classification, mae for regression; accuracy / mae when absent.")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Of the always-valid (mSPRT) p-value.")
+    mde: float = Field(default=0.02, gt=0, description="Minimum detectable effect in loss units (e.g. 0.02 = "
+                       "two points of accuracy); sets the minimum sample and the mixture's spread.")
+    power: float = Field(default=0.8, gt=0.5, lt=1)
+    min_samples: int = Field(default=200, ge=10, description="Floor of labelled requests per variant before "
+                             "any decision, whatever the power calculation says.")
+    srm_alpha: float = Field(default=0.001, gt=0, lt=0.05)
+    label_alpha: float = Field(default=0.001, gt=0, lt=0.05)
+    non_inferiority_margin: float | None = Field(default=None, gt=0, description="Promote a B whose loss "
+                                                 "is at most this much worse (upper 95% bound).")
+    latency_p95_ratio: float = Field(default=1.25, ge=1)
+    fallback_share_margin: float = Field(default=0.05, ge=0)
+    look_every: int = Field(default=50, ge=1, description="The sequential test looks after every this many "
+                            "labelled requests per variant (in time order).")
+    auto_promote: bool = Field(default=False, description="ab_sensor launches promote_job itself on a "
+                               "promote / rollback decision.")
+    min_new_labels: int = Field(default=100, ge=1, description="ab_sensor analyses again after this many "
+                                "new labels.")
+    sensor_poll_seconds: int = Field(default=60, ge=1)
+
+
 class StorageConfig(_Strict):
     """Where the lake lives. Local by default under the data root; any deltalake URI otherwise."""
 
@@ -398,6 +425,7 @@ class PipelineConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
+    ab: ABConfig = Field(default_factory=ABConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     dagster: DagsterConfig = Field(default_factory=DagsterConfig)
 

@@ -55,18 +55,20 @@ class ExperimentStore:
         return Experiment.from_row(running.iloc[-1]) if len(running) else None
 
     def ensure(self, prod: int, staging: int, split_b: float, *, actor: str) -> Experiment:
-        """The running experiment of prod vs staging, opened if there is none; a running one of
-        another pair is closed as ``superseded`` in the same commit (a newer staging replaced it)."""
+        """The experiment of prod vs staging: the existing one (running, or already decided), else
+        a new running one; a running one of another pair is closed as ``superseded`` in the same
+        commit (a newer staging replaced it)."""
         found: dict[str, Experiment] = {}
 
         def change(rows: pd.DataFrame) -> pd.DataFrame | None:
             now = datetime.now(UTC)
             running = rows[rows["status"] == RUNNING] if len(rows) else rows
-            same = running[(running["prod_version"] == prod) & (running["staging_version"] == staging)] \
-                if len(running) else running
-            if len(same):
-                found["experiment"] = Experiment.from_row(same.iloc[-1])
-                return None  # already open: no commit
+            # the pair's experiment, open or decided (a rolled-back staging is not tried again)
+            pair = rows[(rows["prod_version"] == prod) & (rows["staging_version"] == staging)
+                        & (rows["status"] != "superseded")] if len(rows) else rows
+            if len(pair):
+                found["experiment"] = Experiment.from_row(pair.sort_values("created_at").iloc[-1])
+                return None  # already there: no commit
             rows = rows.copy()
             if len(running):
                 rows.loc[running.index, ["status", "updated_at", "actor", "reason"]] = [
@@ -102,5 +104,37 @@ class ExperimentStore:
 
         if not self.lake.exists(EXPERIMENTS):
             raise LookupError("no running experiment: there is no staging model to split traffic with")
+        self.lake.rewrite(EXPERIMENTS, EXPERIMENTS_SCHEMA, change)
+        return found["experiment"]
+
+    def get(self, experiment_id: str) -> Experiment:
+        rows = self.all()
+        match = rows[rows["experiment_id"] == experiment_id] if len(rows) else rows
+        if match.empty:
+            raise KeyError(f"no experiment {experiment_id!r}")
+        return Experiment.from_row(match.iloc[-1])
+
+    def update(self, experiment_id: str, *, actor: str, reason: str, status: str | None = None,
+               decision: str | None = None, split_b: float | None = None) -> Experiment:
+        """Change one experiment's status, decision and / or split in one commit (no commit when
+        nothing changes)."""
+        found: dict[str, Experiment] = {}
+
+        def change(rows: pd.DataFrame) -> pd.DataFrame | None:
+            match = rows.index[rows["experiment_id"] == experiment_id] if len(rows) else []
+            if len(match) == 0:
+                raise KeyError(f"no experiment {experiment_id!r}")
+            idx = match[-1]
+            wanted = {k: v for k, v in (("status", status), ("decision", decision), ("ab_split_b", split_b))
+                      if v is not None}
+            if all(rows.at[idx, k] == v for k, v in wanted.items()):
+                found["experiment"] = Experiment.from_row(rows.loc[idx])
+                return None
+            rows = rows.copy()
+            for key, value in {**wanted, "updated_at": datetime.now(UTC), "actor": actor, "reason": reason}.items():
+                rows.at[idx, key] = value
+            found["experiment"] = Experiment.from_row(rows.loc[idx])
+            return rows
+
         self.lake.rewrite(EXPERIMENTS, EXPERIMENTS_SCHEMA, change)
         return found["experiment"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ import pandas as pd
 import requests
 
 from features import encode_target
+from lake.paths import DataPaths
+from stream.sources import read_file
 
 
 def request_bodies(rows: pd.DataFrame, fields: dict[str, str], user_ids: list[str]) -> list[dict[str, Any]]:
@@ -58,15 +61,24 @@ class TrafficReport:
                 "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None}
 
 
-def play(url: str, bodies: list[dict], concurrency: int = 8, timeout: float = 30.0) -> TrafficReport:
-    """POST every body to /predict with ``concurrency`` keep-alive sessions."""
-    report = TrafficReport(sent=len(bodies))
+def play(url: str, bodies: list[dict], concurrency: int = 8, timeout: float = 30.0, *, rate: float = 0.0,
+         duration: float | None = None) -> TrafficReport:
+    """POST every body to /predict with ``concurrency`` keep-alive sessions, at most ``rate``
+    requests per second in all (0: as fast as answered), stopping after ``duration`` seconds."""
+    report = TrafficReport()
     lock = threading.Lock()
     chunks = [bodies[i::concurrency] for i in range(concurrency)]
+    interval = concurrency / rate if rate > 0 else 0.0
+    deadline = time.monotonic() + duration if duration else None
 
     def run(chunk: list[dict]) -> None:
         with requests.Session() as s:
             for body in chunk:
+                started = time.monotonic()
+                if deadline is not None and started > deadline:
+                    return
+                with lock:
+                    report.sent += 1
                 r = s.post(f"{url}/predict", json=body, timeout=timeout)
                 with lock:
                     if r.status_code == 200:
@@ -74,6 +86,8 @@ def play(url: str, bodies: list[dict], concurrency: int = 8, timeout: float = 30
                         report.latencies_ms.append(r.elapsed.total_seconds() * 1000)
                     else:
                         report.errors[r.status_code] += 1
+                if interval:
+                    time.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     with ThreadPoolExecutor(concurrency) as pool:
         for future in [pool.submit(run, c) for c in chunks]:
@@ -101,3 +115,34 @@ def labels_of(rows: pd.DataFrame, target: str, task: str, user_ids: list[str]) -
     encoded = encode_target(rows[target], task)
     return {u: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v)
             for u, v in zip(user_ids, encoded, strict=True) if not pd.isna(v)}
+
+
+def latest_rows(paths: DataPaths, count: int, seed: int = 0) -> pd.DataFrame:
+    """``count`` rows (fixed-seed sample) of the most recent archived batch file holding that many."""
+    files = [f for f in sorted(paths.archive.iterdir()) if f.is_file()] if paths.archive.exists() else []
+    for path in reversed(files):
+        frame = read_file(path, as_strings=True)
+        if len(frame) >= count:
+            return frame.sample(count, random_state=seed).reset_index(drop=True)
+    raise LookupError(f"no ingested batch file with {count} rows in {paths.archive}: ingest batches first")
+
+
+def simulate(cfg: Any, paths: DataPaths, url: str, *, users: int, rate: float = 0.0, duration: float = 300.0,
+             label_delay: float = 0.0, label_share: float = 1.0, concurrency: int = 8,
+             seed: int = 0) -> dict[str, Any]:
+    """Users of the latest batch call /predict (one request each), then, ``label_delay`` seconds
+    later, their true labels go to /feedback for ``label_share`` of the answers. Bounded by
+    ``users`` and ``duration``; loopback is where the router runs in every command of this project."""
+    rows = latest_rows(paths, users, seed)
+    info = requests.get(f"{url}/model_info", timeout=30).json()
+    ids = [f"user-{seed}-{i:05d}" for i in range(len(rows))]
+    bodies = request_bodies(rows, info["prod"]["input_schema"]["fields"], ids)
+    report = play(url, bodies, concurrency, rate=rate, duration=duration)
+    if label_delay > 0:
+        time.sleep(min(label_delay, duration))
+    fed = send_feedback(url, report.answered, labels_of(rows, cfg.dataset.target, cfg.dataset.task, ids),
+                        share=label_share)
+    return {**report.summary(), "labels_sent": fed, "experiment": info["experiment"],
+            "prod_version": info["prod"]["version"],
+            "staging_version": info["staging"]["version"] if info["staging"] else None,
+            "example": {k: v for k, v in report.answered[0].items() if k != "user_id"} if report.answered else None}

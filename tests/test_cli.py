@@ -48,3 +48,14 @@ def test_bad_config_prints_false_and_the_key(tmp_path: Path) -> None:
     result = _run("-mode", "update", "--config", str(cfg), "--data", str(tmp_path / "data"))
     assert result.returncode == 1 and result.stdout.strip() == "False"
     assert "stream.batch_by: Input should be 'rows' or 'time'" in result.stderr
+
+
+def test_manual_promote_and_rollback_need_a_reason_and_say_what_is_missing(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "cfg")
+    data = tmp_path / "data"
+    no_reason = _run("-mode", "promote", "--config", str(cfg), "--data", str(data))
+    assert no_reason.returncode == 1 and "needs --reason" in no_reason.stderr
+    nothing = _run("-mode", "rollback", "--reason", "smoke test", "--config", str(cfg), "--data", str(data))
+    assert nothing.returncode == 1 and "nothing to roll back: no running experiment" in nothing.stderr
+    analysed = _run("-mode", "analyse", "--config", str(cfg), "--data", str(data))
+    assert analysed.returncode == 0 and analysed.stdout.startswith("none: no running experiment")

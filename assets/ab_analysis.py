@@ -1,0 +1,182 @@
+"""The A/B analysis of one experiment from the request log: per-variant figures, SRM and label
+health, the effect with its confidence interval, the always-valid p-value over every look, the
+required sample size, guardrails and the decision. Plain functions over DataFrames (the Dagster
+asset and the command line call :func:`analyse_experiment`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from assets.ab_stats import (
+    Comparison,
+    Decision,
+    DecisionRules,
+    StatTest,
+    compare_means,
+    decide,
+    label_balance_test,
+    msprt_p_value,
+    required_sample_size,
+    srm_test,
+)
+from config.schema import ABConfig
+from lake.delta import Lake
+from lake.experiments import Experiment
+from lake.tables import AB_EVENTS, AB_FEEDBACK
+
+A, B = "A", "B"
+EPS = 1e-15
+
+
+def metric_of(task: str, cfg: ABConfig) -> str:
+    return cfg.metric or ("accuracy" if task == "classification" else "mae")
+
+
+def _scalar(text: Any) -> Any:
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return None
+    return json.loads(text) if isinstance(text, str) else text
+
+
+def labelled_events(lake: Lake, experiment_id: str) -> pd.DataFrame:
+    """The experiment's answered requests with their label (the latest feedback per request) and
+    the label delay in seconds; unlabelled requests have a null label."""
+    if not lake.exists(AB_EVENTS):
+        return pd.DataFrame()
+    quoted = experiment_id.replace("'", "''")
+    events = lake.read(AB_EVENTS, where=f"experiment_id = '{quoted}'")
+    if events.empty:
+        return events
+    feedback = lake.read(AB_FEEDBACK, columns=["request_id", "event_time", "label"], missing_ok=True)
+    if len(feedback):
+        feedback = (feedback.sort_values("event_time").drop_duplicates("request_id", keep="last")
+                    .rename(columns={"event_time": "label_time"}))
+        events = events.merge(feedback, on="request_id", how="left")
+    else:
+        events = events.assign(label=None, label_time=pd.NaT)
+    events["label_delay_s"] = (events["label_time"] - events["event_time"]).dt.total_seconds()
+    return events.sort_values("event_time", kind="stable").reset_index(drop=True)
+
+
+def request_loss(frame: pd.DataFrame, metric: str) -> pd.Series:
+    """Per-request loss (lower is better) of labelled rows; NaN where there is no label."""
+    labels = frame["label"].map(_scalar)
+    preds = frame["prediction"].map(_scalar)
+    has = labels.notna()
+    out = pd.Series(np.nan, index=frame.index)
+    if metric == "accuracy":
+        out[has] = (preds[has].astype(str) != labels[has].astype(str)).astype(float)
+    elif metric == "log_loss":
+        y = pd.to_numeric(labels[has], errors="raise").astype(float)
+        if not set(y.unique()) <= {0.0, 1.0}:
+            raise ValueError("log_loss compares binary labels (0 / 1) with the positive-class probability")
+        p = frame.loc[has, "probability"].astype(float).clip(EPS, 1 - EPS)
+        out[has] = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    elif metric == "mae":
+        out[has] = (pd.to_numeric(preds[has], errors="raise") - pd.to_numeric(labels[has], errors="raise")).abs()
+    else:
+        raise ValueError(f"unknown metric {metric!r}")
+    return out
+
+
+@dataclass
+class VariantFigures:
+    requests: int
+    users: int
+    labelled: int
+    labelled_share: float
+    metric: float | None          # mean loss (accuracy is reported as 1 - loss)
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    fallback_share: float
+    median_label_delay_s: float | None
+
+
+@dataclass
+class Analysis:
+    experiment: Experiment
+    metric: str
+    variants: dict[str, VariantFigures]
+    srm: StatTest
+    labels: StatTest
+    comparison: Comparison | None
+    always_valid_p: float | None
+    required_per_variant: int | None
+    looks: pd.DataFrame
+    decision: Decision
+    computed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def summary(self) -> dict[str, Any]:
+        c = self.comparison
+        return {"experiment_id": self.experiment.experiment_id, "metric": self.metric,
+                "decision": self.decision.action, "reason": self.decision.reason,
+                "blocked": self.decision.blocked, "srm_p": self.srm.p_value, "labels_p": self.labels.p_value,
+                "difference": c.difference if c else None, "ci_low": c.ci_low if c else None,
+                "ci_high": c.ci_high if c else None, "p_fixed": c.p_value if c else None,
+                "always_valid_p": self.always_valid_p, "required_per_variant": self.required_per_variant,
+                **{f"{k}_{v}": getattr(f, k) for v, f in self.variants.items()
+                   for k in ("requests", "users", "labelled", "metric", "latency_p95_ms", "fallback_share")}}
+
+
+def _figures(frame: pd.DataFrame, loss: pd.Series) -> VariantFigures:
+    labelled = int(loss.notna().sum())
+    lat = frame["latency_ms"].dropna()
+    delays = frame["label_delay_s"].dropna()
+    return VariantFigures(
+        requests=len(frame), users=int(frame["user_id"].nunique()), labelled=labelled,
+        labelled_share=labelled / len(frame) if len(frame) else 0.0,
+        metric=float(loss.mean()) if labelled else None,
+        latency_p50_ms=float(lat.quantile(0.5)) if len(lat) else None,
+        latency_p95_ms=float(lat.quantile(0.95)) if len(lat) else None,
+        fallback_share=float((frame["model_used"] == "fallback").mean()) if len(frame) else 0.0,
+        median_label_delay_s=float(delays.median()) if len(delays) else None)
+
+
+def sequential_looks(loss_a: np.ndarray, loss_b: np.ndarray, every: int, tau: float) -> pd.DataFrame:
+    """The comparison after every ``every`` labelled requests per variant (time order), with the
+    running-minimum always-valid p-value: what an analyst looking at each step would have seen."""
+    rows, best = [], 1.0
+    for k in range(every, min(len(loss_a), len(loss_b)) + 1, every):
+        c = compare_means(loss_a[:k], loss_b[:k])
+        best = min(best, msprt_p_value(c.difference, c.variance, tau))
+        rows.append({"n_per_variant": k, "metric_a": c.mean_a, "metric_b": c.mean_b,
+                     "sd_a": float(loss_a[:k].std(ddof=1)), "sd_b": float(loss_b[:k].std(ddof=1)),
+                     "difference": c.difference,
+                     "ci_low": c.ci_low, "ci_high": c.ci_high, "p_fixed": c.p_value, "always_valid_p": best})
+    return pd.DataFrame(rows)
+
+
+def analyse(events: pd.DataFrame, experiment: Experiment, task: str, cfg: ABConfig) -> Analysis:
+    """The analysis of one experiment's labelled request log (see :func:`labelled_events`)."""
+    metric = metric_of(task, cfg)
+    events = events[events["variant"].isin([A, B])]
+    loss = request_loss(events, metric) if len(events) else pd.Series(dtype=float)
+    by = {v: events[events["variant"] == v] for v in (A, B)}
+    figures = {v: _figures(by[v], loss[by[v].index]) for v in (A, B)}
+    srm = srm_test(figures[A].users, figures[B].users, experiment.ab_split_b)
+    labels = label_balance_test(figures[A].labelled, figures[A].requests, figures[B].labelled, figures[B].requests)
+    loss_a = loss[by[A].index].dropna().to_numpy()
+    loss_b = loss[by[B].index].dropna().to_numpy()
+    comparison = compare_means(loss_a, loss_b) if min(len(loss_a), len(loss_b)) >= 2 else None
+    required = None
+    if len(loss_a) >= 2 and loss_a.std(ddof=1) > 0:
+        required = max(cfg.min_samples, required_sample_size(cfg.mde, float(loss_a.std(ddof=1)), cfg.alpha, cfg.power))
+    looks = sequential_looks(loss_a, loss_b, cfg.look_every, cfg.mde)
+    always_valid = float(looks["always_valid_p"].iloc[-1]) if len(looks) else None
+    rules = DecisionRules(alpha=cfg.alpha, srm_alpha=cfg.srm_alpha, label_alpha=cfg.label_alpha, tau=cfg.mde,
+                          min_samples=required or cfg.min_samples,
+                          non_inferiority_margin=cfg.non_inferiority_margin,
+                          latency_p95_ratio=cfg.latency_p95_ratio, fallback_share_margin=cfg.fallback_share_margin)
+    guardrails = {"fallback_share": (figures[A].fallback_share, figures[B].fallback_share)}
+    if figures[A].latency_p95_ms is not None and figures[B].latency_p95_ms is not None:
+        guardrails["latency_p95_ms"] = (figures[A].latency_p95_ms, figures[B].latency_p95_ms)
+    decision = decide(comparison, always_valid, srm, labels, guardrails=guardrails, rules=rules)
+    return Analysis(experiment, metric, figures, srm, labels, comparison, always_valid, required, looks, decision)

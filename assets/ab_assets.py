@@ -1,0 +1,132 @@
+"""Dagster side of the A/B test: the ``ab_analysis`` asset, ``promote_job`` and ``ab_sensor``
+(thin wrappers over assets.ab_analysis, assets.ab_report and assets.promotion)."""
+
+import json
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from assets.ab_analysis import analyse, labelled_events
+from assets.ab_events_asset import ab_events
+from assets.ab_report import write_report
+from assets.metadata import numbers
+from assets.promotion import promote, rollback
+from assets.resources import LakehouseResource
+from lake.experiments import RUNNING, ExperimentStore
+from lake.tables import AB_FEEDBACK
+
+AB_ANALYSIS_JOB = "ab_analysis_job"
+PROMOTE_JOB = "promote_job"
+
+
+@dg.asset(group_name="ab_test", deps=[ab_events], kinds={"scipy", "html"},
+          description="The running experiment from the request log: per-variant requests, users, labelled "
+                      "share, metric, latency, fallback share; SRM and label balance; B - A with a 95% CI; the "
+                      "always-valid (mSPRT) p-value over every look; the required sample; the decision "
+                      "(promote / rollback / continue) written to `experiments`; an HTML report.")
+def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    cfg, lake, paths = lakehouse.cfg(), lakehouse.lake(), lakehouse.paths()
+    store = ExperimentStore(lake)
+    experiment = store.running()
+    if experiment is None:
+        return dg.MaterializeResult(metadata={"decision": "none", "reason": "no running experiment"})
+    events = labelled_events(lake, experiment.experiment_id)
+    analysis = analyse(events, experiment, cfg.dataset.task, cfg.ab)
+    store.update(experiment.experiment_id, actor=f"ab_analysis:{context.run_id}", reason=analysis.decision.reason,
+                 decision=analysis.decision.action)
+    report = write_report(analysis, events, paths.reports / "ab_report.html")
+    context.log.info("experiment %s: %s (%s)", experiment.experiment_id, analysis.decision.action,
+                     analysis.decision.reason)
+    s = analysis.summary()
+    plotted = {k: v for k, v in s.items() if isinstance(v, int | float) and not isinstance(v, bool) and v is not None}
+    table = "\n".join(f"| {v} | {f.requests} | {f.users} | {f.labelled_share:.1%} | "
+                      f"{'' if f.metric is None else round(f.metric, 4)} | "
+                      f"{'' if f.latency_p95_ms is None else round(f.latency_p95_ms, 1)} | {f.fallback_share:.1%} |"
+                      for v, f in analysis.variants.items())
+    return dg.MaterializeResult(metadata={
+        "decision": analysis.decision.action, "reason": analysis.decision.reason,
+        "blocked": dg.MetadataValue.bool(analysis.decision.blocked), "experiment_id": experiment.experiment_id,
+        **numbers(plotted),
+        "summary": dg.MetadataValue.md(
+            f"**{analysis.decision.action.upper()}**: {analysis.decision.reason}\n\n"
+            f"| variant | requests | users | labelled | loss ({analysis.metric}) | latency p95 ms | fallback |\n"
+            f"|---|---|---|---|---|---|---|\n{table}"),
+        "report": dg.MetadataValue.path(str(report)),
+    })
+
+
+class PromoteConfig(dg.Config):
+    """Run config of promote_job (Launchpad, the command line, or ab_sensor)."""
+
+    action: Literal["auto", "promote", "rollback"] = Field(
+        default="auto", description="auto: apply the running experiment's last analysis decision.")
+    reason: str = Field(default="", description="Recorded with the alias / experiment change.")
+
+
+@dg.op(description="Promote staging to prod (one alias commit) or roll the experiment back (split 0).")
+def apply_decision(context: dg.OpExecutionContext, config: PromoteConfig, lakehouse: LakehouseResource) -> str:
+    registry = lakehouse.registry()
+    store = ExperimentStore(registry.lake)
+    running = store.running()
+    action = config.action
+    if action == "auto":
+        if running is None or running.status != RUNNING:
+            context.log.info("no running experiment: nothing to apply")
+            return "nothing"
+        row = store.all().set_index("experiment_id").loc[running.experiment_id]
+        action = row["decision"] if row["decision"] in ("promote", "rollback") else "nothing"
+        if action == "nothing":
+            context.log.info("experiment %s: last decision %r, nothing to apply", running.experiment_id,
+                             row["decision"])
+            return action
+    reason = config.reason or f"{action} by promote_job {context.run_id}"
+    actor = f"promote_job:{context.run_id}"
+    if action == "promote":
+        aliases = promote(registry, actor=actor, reason=reason)
+        context.log.info("promoted: aliases now %s", aliases)
+    else:
+        experiment_id = rollback(registry, actor=actor, reason=reason)
+        context.log.info("rolled back experiment %s", experiment_id)
+    return action
+
+
+@dg.job(name=PROMOTE_JOB, tags={"lakehouse/pipeline": "promote"},
+        description="Apply the A/B decision: promote staging (prod -> staging's version, previous -> old prod, "
+                    "staging cleared, one commit) or roll back (split 0, experiment closed).")
+def promote_job() -> None:
+    apply_decision()
+
+
+def build_ab_sensor(jobs: list, poll_seconds: int, min_new_labels: int, auto_promote: bool) -> dg.SensorDefinition:
+    """``jobs``: the analysis job and promote_job, which the sensor's run requests name."""
+
+    @dg.sensor(name="ab_sensor", jobs=jobs, minimum_interval_seconds=poll_seconds,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Enough new labels in ab_feedback -> ab_analysis_job; with ab.auto_promote, a "
+                           "promote / rollback decision -> promote_job.")
+    def ab_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
+        lake = lakehouse.lake()
+        cursor = json.loads(context.cursor) if context.cursor else {"labels": 0, "applied": []}
+        labels = lake.table(AB_FEEDBACK).count() if lake.exists(AB_FEEDBACK) else 0
+        requests: list[dg.RunRequest] = []
+        if labels - cursor["labels"] >= min_new_labels:
+            requests.append(dg.RunRequest(run_key=f"analysis-{labels}", job_name=AB_ANALYSIS_JOB,
+                                          tags={"lakehouse/trigger": "ab_sensor"}))
+            cursor["labels"] = labels
+        running = ExperimentStore(lake).running()
+        if auto_promote and running is not None:
+            row = ExperimentStore(lake).all().set_index("experiment_id").loc[running.experiment_id]
+            key = f"{running.experiment_id}:{row['decision']}"
+            if row["decision"] in ("promote", "rollback") and key not in cursor["applied"]:
+                requests.append(dg.RunRequest(
+                    run_key=key, job_name=PROMOTE_JOB, tags={"lakehouse/trigger": "ab_sensor"},
+                    run_config={"ops": {"apply_decision": {"config": {"action": row["decision"],
+                                                                      "reason": f"ab_sensor: {row['reason']}"}}}}))
+                cursor["applied"] = [*cursor["applied"], key][-50:]
+        if not requests:
+            return dg.SkipReason(f"{labels - cursor['labels']} new label(s), fewer than {min_new_labels}")
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
+
+    return ab_sensor
+

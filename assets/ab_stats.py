@@ -1,0 +1,207 @@
+"""A/B statistics: plain functions (scipy), no Dagster, no lake.
+
+The comparison is on a per-request *loss* where lower is better (classification: 1 - correct, or
+log loss; regression: absolute error), so one set of functions serves every metric:
+
+- :func:`srm_test`: sample ratio mismatch, chi-square of users per variant against the split;
+- :func:`label_balance_test`: labelled share per variant (uneven label arrival biases the result);
+- :func:`compare_means`: B - A with a Welch confidence interval and p-value (fixed-horizon view);
+- :func:`msprt_p_value`: the always-valid p-value of a mixture SPRT (normal mixture over the effect),
+  which stays valid however often it is looked at, so the analysis can run after every batch of
+  traffic without inflating false promotions;
+- :func:`required_sample_size`: per-variant sample size for the minimum detectable effect;
+- :func:`mcnemar_test`, :func:`paired_test`: paired comparisons where both models scored the same
+  requests (shadow mode);
+- :func:`decide`: promote / rollback / continue with its reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+PROMOTE, ROLLBACK, CONTINUE = "promote", "rollback", "continue"
+
+
+@dataclass(frozen=True)
+class StatTest:
+    statistic: float
+    p_value: float
+    detail: dict = field(default_factory=dict)
+
+
+def srm_test(users_a: int, users_b: int, split_b: float) -> StatTest:
+    """Chi-square goodness of fit of the users per variant to the configured split."""
+    total = users_a + users_b
+    if total == 0 or split_b in (0.0, 1.0):
+        return StatTest(0.0, 1.0, {"expected_b": split_b, "observed_b": users_b / total if total else None})
+    result = stats.chisquare([users_a, users_b], f_exp=[total * (1 - split_b), total * split_b])
+    return StatTest(float(result.statistic), float(result.pvalue),
+                      {"expected_b": split_b, "observed_b": users_b / total})
+
+
+def label_balance_test(labelled_a: int, total_a: int, labelled_b: int, total_b: int) -> StatTest:
+    """Chi-square test that A and B have the same labelled share (2 x 2 table)."""
+    table = np.array([[labelled_a, total_a - labelled_a], [labelled_b, total_b - labelled_b]])
+    shares = {"labelled_share_a": labelled_a / total_a if total_a else None,
+              "labelled_share_b": labelled_b / total_b if total_b else None}
+    if (table.sum(axis=0) == 0).any() or (table.sum(axis=1) == 0).any():
+        return StatTest(0.0, 1.0, shares)
+    result = stats.chi2_contingency(table, correction=False)
+    return StatTest(float(result.statistic), float(result.pvalue), shares)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Loss of B minus loss of A (negative: B is better)."""
+
+    mean_a: float
+    mean_b: float
+    n_a: int
+    n_b: int
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float           # Welch, fixed horizon
+    variance: float          # of the difference: var_a / n_a + var_b / n_b
+
+
+def compare_means(loss_a: Sequence[float], loss_b: Sequence[float], alpha: float = 0.05) -> Comparison:
+    """Welch's comparison of mean loss, with a (1 - alpha) confidence interval of B - A."""
+    a, b = np.asarray(loss_a, dtype=float), np.asarray(loss_b, dtype=float)
+    if a.size < 2 or b.size < 2:
+        raise ValueError(f"need at least 2 labelled requests per variant, got {a.size} and {b.size}")
+    var = a.var(ddof=1) / a.size + b.var(ddof=1) / b.size
+    diff = float(b.mean() - a.mean())
+    if var == 0:
+        p = 1.0 if diff == 0 else 0.0
+        return Comparison(float(a.mean()), float(b.mean()), a.size, b.size, diff, diff, diff, p, 0.0)
+    # Welch-Satterthwaite degrees of freedom
+    dof = var ** 2 / ((a.var(ddof=1) / a.size) ** 2 / (a.size - 1) + (b.var(ddof=1) / b.size) ** 2 / (b.size - 1))
+    half = stats.t.ppf(1 - alpha / 2, dof) * math.sqrt(var)
+    p = float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+    return Comparison(float(a.mean()), float(b.mean()), a.size, b.size, diff, diff - half, diff + half, p, float(var))
+
+
+def msprt_p_value(difference: float, variance: float, tau: float) -> float:
+    """One look of the mixture SPRT for a difference of means (Johari et al., "Always valid
+    inference", 2017): with the effect's mixing distribution N(0, tau^2) and the difference's
+    variance V, the likelihood ratio against "no difference" is
+
+        L = sqrt(V / (V + tau^2)) * exp(tau^2 * d^2 / (2 V (V + tau^2)))
+
+    and 1 / L is a p-value valid at any stopping time. :func:`always_valid_p_values` takes the
+    running minimum over looks."""
+    if variance <= 0:
+        return 1.0 if difference == 0 else 0.0
+    tau2 = tau * tau
+    log_l = 0.5 * math.log(variance / (variance + tau2)) + tau2 * difference ** 2 / (2 * variance * (variance + tau2))
+    return float(min(1.0, math.exp(-log_l)))
+
+
+def always_valid_p_values(looks: Sequence[tuple[float, float]], tau: float) -> list[float]:
+    """Running minimum of the mSPRT p-value over looks ((difference, variance) at each look)."""
+    out, best = [], 1.0
+    for difference, variance in looks:
+        best = min(best, msprt_p_value(difference, variance, tau))
+        out.append(best)
+    return out
+
+
+def required_sample_size(mde: float, sd: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Per-variant sample size of a two-sided two-sample test detecting a difference of ``mde`` in
+    means of a loss with standard deviation ``sd`` (for a rate p: sd = sqrt(p (1 - p)))."""
+    if mde <= 0 or sd <= 0:
+        raise ValueError(f"mde and sd must be positive, got {mde} and {sd}")
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return math.ceil(2 * (z * sd / mde) ** 2)
+
+
+def mcnemar_test(only_a_right: int, only_b_right: int) -> StatTest:
+    """McNemar's exact test on the discordant pairs of a paired classification comparison."""
+    n = only_a_right + only_b_right
+    if n == 0:
+        return StatTest(0.0, 1.0, {"discordant": 0})
+    result = stats.binomtest(only_b_right, n, 0.5)
+    return StatTest(float(only_b_right - only_a_right), float(result.pvalue), {"discordant": n})
+
+
+def paired_test(loss_a: Sequence[float], loss_b: Sequence[float]) -> StatTest:
+    """Wilcoxon signed-rank test of paired losses (both models on the same requests)."""
+    a, b = np.asarray(loss_a, dtype=float), np.asarray(loss_b, dtype=float)
+    diff = b - a
+    if diff.size == 0 or not np.any(diff):
+        return StatTest(0.0, 1.0, {"pairs": int(diff.size)})
+    result = stats.wilcoxon(b, a)
+    return StatTest(float(result.statistic), float(result.pvalue),
+                      {"pairs": int(diff.size), "mean_difference": float(diff.mean())})
+
+
+@dataclass(frozen=True)
+class DecisionRules:
+    alpha: float = 0.05             # of the always-valid p-value
+    srm_alpha: float = 0.001
+    label_alpha: float = 0.001
+    tau: float = 0.02               # mixing sd of the effect, in loss units (about the MDE)
+    min_samples: int = 200          # labelled requests per variant before any decision
+    non_inferiority_margin: float | None = None  # promote when B - A < margin (upper CI bound)
+    latency_p95_ratio: float = 1.25  # B's p95 may be at most this times A's
+    fallback_share_margin: float = 0.05  # B's fallback share may exceed A's by at most this
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    reason: str
+    always_valid_p: float | None = None
+    blocked: bool = False
+
+
+def decide(comparison: Comparison | None, always_valid_p: float | None, srm: StatTest, labels: StatTest, *,
+           guardrails: dict[str, tuple[float, float]], rules: DecisionRules) -> Decision:
+    """promote / rollback / continue, with the reason.
+
+    Order: a sample ratio mismatch or uneven labelling blocks everything (the groups are not
+    comparable); a guardrail breach rolls back; below the minimum sample nothing is decided; then
+    the always-valid p-value: B significantly better -> promote, significantly worse -> rollback;
+    with a non-inferiority margin, B whose upper confidence bound stays under it is promoted.
+    ``guardrails``: name -> (A's value, B's value) for latency_p95_ms and fallback_share.
+    """
+    if srm.p_value < rules.srm_alpha:
+        return Decision(CONTINUE, f"blocked: sample ratio mismatch (p={srm.p_value:.2g} < {rules.srm_alpha}; "
+                                  f"B has {srm.detail['observed_b']:.1%} of users, expected "
+                                  f"{srm.detail['expected_b']:.1%}): fix the assignment before reading results",
+                        always_valid_p, blocked=True)
+    if labels.p_value < rules.label_alpha:
+        shares = labels.detail
+        return Decision(CONTINUE, f"blocked: labels arrive unevenly (p={labels.p_value:.2g}; labelled share A "
+                                  f"{shares['labelled_share_a']:.1%}, B {shares['labelled_share_b']:.1%})",
+                        always_valid_p, blocked=True)
+    lat = guardrails.get("latency_p95_ms")
+    if lat and lat[0] > 0 and lat[1] > lat[0] * rules.latency_p95_ratio:
+        return Decision(ROLLBACK, f"guardrail: B's latency p95 {lat[1]:.0f} ms exceeds A's {lat[0]:.0f} ms "
+                                  f"x {rules.latency_p95_ratio}", always_valid_p)
+    fb = guardrails.get("fallback_share")
+    if fb and fb[1] > fb[0] + rules.fallback_share_margin:
+        return Decision(ROLLBACK, f"guardrail: B's fallback share {fb[1]:.1%} exceeds A's {fb[0]:.1%} "
+                                  f"+ {rules.fallback_share_margin:.0%}", always_valid_p)
+    if comparison is None or min(comparison.n_a, comparison.n_b) < rules.min_samples:
+        have = 0 if comparison is None else min(comparison.n_a, comparison.n_b)
+        return Decision(CONTINUE, f"not enough labelled requests yet: {have} of {rules.min_samples} per variant",
+                        always_valid_p)
+    c = comparison
+    effect = f"loss B - A = {c.difference:+.4f} (95% CI {c.ci_low:+.4f} .. {c.ci_high:+.4f})"
+    if always_valid_p is not None and always_valid_p < rules.alpha:
+        if c.difference < 0:
+            return Decision(PROMOTE, f"B is better: {effect}, always-valid p={always_valid_p:.3g}", always_valid_p)
+        return Decision(ROLLBACK, f"B is worse: {effect}, always-valid p={always_valid_p:.3g}", always_valid_p)
+    if rules.non_inferiority_margin is not None and c.ci_high < rules.non_inferiority_margin:
+        return Decision(PROMOTE, f"B is not worse than A by more than {rules.non_inferiority_margin}: {effect}",
+                        always_valid_p)
+    return Decision(CONTINUE, f"no significant difference yet: {effect}, always-valid p="
+                              f"{always_valid_p if always_valid_p is None else round(always_valid_p, 3)}",
+                    always_valid_p)

@@ -1,0 +1,133 @@
+"""The A/B loop end to end on small data: prod, a concept shift, a retrained staging, traffic through
+the router, labels, ab_events, the analysis, ab_sensor and the promotion; plus the atomic flip.
+
+The toy target flips its rule in the last two batches (churn when cold instead of warm): prod,
+trained before the flip, is mostly wrong on new traffic; staging, trained on the flipped batch,
+is right. The analysis must promote it, and promote_job must make it prod in one commit.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from assets.promotion import prod_at, promote
+from assets.resources import LakehouseResource
+from features import encode_target
+from lake.experiments import ExperimentStore
+from lake.registry import AliasChange, ModelRegistry
+from router.app import create_app
+from stream.sources import read_file
+from tests.conftest import make_source, write_config
+from tests.test_ingest_pipeline import Pipeline
+
+TRAINING = {"models": ["lr", "dt"], "folds": 2, "budget_time_minutes": 0.5, "tune_top": 0, "holdout_min_rows": 200,
+            "window_batches": 1, "gate": {"min_score": 0.55, "tolerance": 0.05}}
+AB = {"mde": 0.2, "min_samples": 40, "look_every": 20, "auto_promote": True, "min_new_labels": 50}
+
+
+def concept_shift_source(n: int = 1500) -> pd.DataFrame:
+    df = make_source(n, seed=7)
+    order = pd.to_datetime(df["ts"]).rank(method="first")
+    late = order > n - 600  # the last two batches of 300
+    df.loc[late, "churn"] = np.where(df.loc[late, "churn"] == "yes", "no", "yes")
+    return df
+
+
+def test_the_loop_promotes_a_better_staging(tmp_path: Path) -> None:
+    cfg_path = write_config(tmp_path / "cfg", {"training": TRAINING, "ab": AB}, concept_shift_source())
+    pipe = Pipeline(tmp_path, config_path=cfg_path)
+    retrain = pipe.defs.resolve_job_def("retrain_job")
+    for _ in range(3):
+        assert pipe.emit_and_run().success
+    assert retrain.execute_in_process(instance=pipe.instance).success  # prod: the old rule
+    for _ in range(2):
+        assert pipe.emit_and_run().success
+    assert retrain.execute_in_process(instance=pipe.instance).success  # staging: the new rule
+    registry = ModelRegistry(pipe.lake, pipe.paths.artifacts)
+    before = registry.aliases()
+    assert before["prod"] == 1 and before["staging"] > 1
+
+    app = create_app(pipe.cfg, str(pipe.paths.root), poll=False)
+    client = app.test_client()
+    rows = read_file(sorted(pipe.paths.archive.iterdir())[-1], as_strings=True)
+    labels = encode_target(rows["churn"], "classification")
+    answered = 0
+    for i, row in rows.iterrows():
+        features = {"ts": row["ts"], "city": row["city"], "plan": None if pd.isna(row["plan"]) else row["plan"],
+                    "temp": None if pd.isna(row["temp"]) else float(row["temp"]), "amount": float(row["amount"]),
+                    "visits": float(row["visits"])}
+        r = client.post("/predict", json={"user_id": f"user-{i}", "features": features})
+        assert r.status_code == 200, r.get_json()
+        answered += 1
+        fb = client.post("/feedback", json={"request_id": r.get_json()["request_id"], "label": int(labels[i])})
+        assert fb.status_code == 200
+    app.extensions["lakehouse"].events.close()
+
+    resource = LakehouseResource(config_path=str(cfg_path), data_root=str(pipe.paths.root))
+    sensor = pipe.defs.resolve_sensor_def("ab_sensor")
+    with dg.build_sensor_context(instance=pipe.instance, resources={"lakehouse": resource}) as ctx:
+        skip = sensor(ctx)
+    assert isinstance(skip, dg.SkipReason)  # labels are still in the log, not in ab_feedback
+
+    analysis = pipe.defs.resolve_job_def("ab_analysis_job").execute_in_process(instance=pipe.instance)
+    assert analysis.success
+    [mat] = analysis.asset_materializations_for_node("ab_analysis")
+    meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    assert meta["decision"] == "promote", meta["reason"]
+    assert meta["requests_A"] + meta["requests_B"] == answered and meta["metric_B"] < meta["metric_A"]
+    report = pipe.paths.reports / "ab_report.html"
+    assert report.exists() and "Decision: PROMOTE" in report.read_text()
+
+    with dg.build_sensor_context(instance=pipe.instance, resources={"lakehouse": resource}) as ctx:
+        result = sensor(ctx)
+    jobs = {r.job_name: r for r in result.run_requests}
+    assert set(jobs) == {"ab_analysis_job", "promote_job"}  # new labels arrived, and auto-promotion is on
+    promote_run = pipe.defs.resolve_job_def("promote_job").execute_in_process(
+        instance=pipe.instance, run_config=jobs["promote_job"].run_config)
+    assert promote_run.success
+
+    after = registry.aliases()
+    assert after == {"prod": before["staging"], "previous": 1, "fallback": before["fallback"]}
+    experiment = ExperimentStore(pipe.lake).all().iloc[-1]
+    assert experiment["status"] == "promoted" and experiment["decision"] == "promote"
+    history = registry.alias_history()
+    flip = history[history["reason"].str.startswith("ab_sensor")]
+    assert set(flip["alias"]) == {"prod", "staging", "previous"} and flip["changed_at"].nunique() == 1
+    assert prod_at(history, flip["changed_at"].iloc[0] - pd.Timedelta(microseconds=1)) == 1
+    assert prod_at(history, flip["changed_at"].iloc[0]) == before["staging"]
+    pool = app.extensions["lakehouse"].pool
+    state = pool.reload()
+    assert state.prod.version == before["staging"] and state.running is None  # the router follows
+
+
+def test_promotion_is_one_commit_readers_never_see_prod_missing(tmp_path: Path) -> None:
+    pipe = Pipeline(tmp_path)
+    registry = ModelRegistry(pipe.lake, pipe.paths.artifacts)
+    registry.set_aliases([AliasChange("prod", 1), AliasChange("staging", 2)], actor="test", reason="setup")
+    seen: list[dict] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.append(registry.aliases())
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(6):  # promote, then a new staging, promote again...
+            promote(registry, actor="test", reason=f"round {i}")
+            registry.set_aliases([AliasChange("staging", 3 + i)], actor="test", reason="next candidate")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert len(seen) > 20
+    assert all("prod" in a for a in seen)
+    assert all(a.get("prod") != a.get("staging") for a in seen)  # never half-applied
+    assert registry.aliases()["prod"] == 7 and registry.aliases()["previous"] == 6
