@@ -23,7 +23,9 @@ from assets.ab_stats import (
     compare_means,
     decide,
     label_balance_test,
+    mcnemar_test,
     msprt_p_value,
+    paired_test,
     required_sample_size,
     srm_test,
 )
@@ -112,6 +114,7 @@ class Analysis:
     required_per_variant: int | None
     looks: pd.DataFrame
     decision: Decision
+    paired: StatTest | None = None  # both models on the same labelled requests (shadow scoring)
     computed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def summary(self) -> dict[str, Any]:
@@ -122,6 +125,8 @@ class Analysis:
                 "difference": c.difference if c else None, "ci_low": c.ci_low if c else None,
                 "ci_high": c.ci_high if c else None, "p_fixed": c.p_value if c else None,
                 "always_valid_p": self.always_valid_p, "required_per_variant": self.required_per_variant,
+                "paired_p": self.paired.p_value if self.paired else None,
+                "pairs": self.paired.detail.get("pairs", self.paired.detail.get("discordant")) if self.paired else 0,
                 **{f"{k}_{v}": getattr(f, k) for v, f in self.variants.items()
                    for k in ("requests", "users", "labelled", "metric", "latency_p95_ms", "fallback_share")}}
 
@@ -138,6 +143,27 @@ def _figures(frame: pd.DataFrame, loss: pd.Series) -> VariantFigures:
         latency_p95_ms=float(lat.quantile(0.95)) if len(lat) else None,
         fallback_share=float((frame["model_used"] == "fallback").mean()) if len(frame) else 0.0,
         median_label_delay_s=float(delays.median()) if len(delays) else None)
+
+
+def paired_comparison(events: pd.DataFrame, metric: str) -> StatTest | None:
+    """McNemar (accuracy) or Wilcoxon (other losses) on labelled requests that both models scored:
+    the served one and the other variant's in shadow. Far fewer samples than the split needs,
+    since each request is its own control."""
+    if "shadow_prediction" not in events or events.empty:
+        return None
+    both = events[events["shadow_prediction"].notna() & events["label"].notna()]
+    if both.empty:
+        return None
+    served = request_loss(both, metric)
+    shadow = request_loss(both.assign(prediction=both["shadow_prediction"],
+                                      probability=both["shadow_probability"]), metric)
+    is_a = both["variant"] == A
+    loss_a = served.where(is_a, shadow).to_numpy()
+    loss_b = shadow.where(is_a, served).to_numpy()
+    if metric == "accuracy":
+        result = mcnemar_test(int(((loss_a == 0) & (loss_b == 1)).sum()), int(((loss_a == 1) & (loss_b == 0)).sum()))
+        return StatTest(result.statistic, result.p_value, {**result.detail, "pairs": len(both)})
+    return paired_test(loss_a, loss_b)
 
 
 def sequential_looks(loss_a: np.ndarray, loss_b: np.ndarray, every: int, tau: float) -> pd.DataFrame:
@@ -179,4 +205,5 @@ def analyse(events: pd.DataFrame, experiment: Experiment, task: str, cfg: ABConf
     if figures[A].latency_p95_ms is not None and figures[B].latency_p95_ms is not None:
         guardrails["latency_p95_ms"] = (figures[A].latency_p95_ms, figures[B].latency_p95_ms)
     decision = decide(comparison, always_valid, srm, labels, guardrails=guardrails, rules=rules)
-    return Analysis(experiment, metric, figures, srm, labels, comparison, always_valid, required, looks, decision)
+    return Analysis(experiment, metric, figures, srm, labels, comparison, always_valid, required, looks, decision,
+                    paired_comparison(events, metric))

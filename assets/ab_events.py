@@ -122,6 +122,9 @@ def prediction_row(obj: dict[str, Any]) -> dict[str, Any]:
         raise BadLine(f"'model_version' is not a 64-bit integer: {version!r}")
     prediction, prediction_value = scalar_columns(obj["prediction"])
     features = obj.get("features")
+    shadow = obj.get("shadow")
+    if shadow is not None and (not isinstance(shadow, dict) or "prediction" not in shadow):
+        raise BadLine(f"'shadow' is not an object with a prediction: {shadow!r}")
     return {
         "request_id": _text(obj, "request_id", required=True),
         "event_time": _time(obj),
@@ -136,6 +139,9 @@ def prediction_row(obj: dict[str, Any]) -> dict[str, Any]:
         "prediction_value": prediction_value,
         "probability": _number(obj, "probability"),
         "latency_ms": _number(obj, "latency_ms"),
+        "shadow_version": None if shadow is None else shadow.get("model_version"),
+        "shadow_prediction": None if shadow is None else scalar_columns(shadow["prediction"])[0],
+        "shadow_probability": None if shadow is None else _number(shadow, "probability"),
         "worker": _text(obj, "worker"),
     }
 

@@ -72,9 +72,11 @@ def write_report(analysis: Analysis, events: pd.DataFrame, out: Path) -> Path:
               f"(loss: lower is better); computed {analysis.computed_at:%Y-%m-%d %H:%M:%S} UTC</p>",
               f"<h2>Decision: {d.action.upper()}</h2><p>{html.escape(d.reason)}</p>",
               "<p><b>Sample ratio mismatch</b> p = {:.3g}; <b>label balance</b> p = {:.3g}; "
-              "<b>required per variant</b> {}; <b>always-valid p</b> {}</p>".format(
+              "<b>required per variant</b> {}; <b>always-valid p</b> {}; <b>paired test</b> {}</p>".format(
                   analysis.srm.p_value, analysis.labels.p_value, s["required_per_variant"],
-                  "n/a" if s["always_valid_p"] is None else f"{s['always_valid_p']:.3g}"),
+                  "n/a" if s["always_valid_p"] is None else f"{s['always_valid_p']:.3g}",
+                  "no shadow pairs" if analysis.paired is None
+                  else f"p = {analysis.paired.p_value:.3g} over {s['pairs']} labelled pairs"),
               figures.to_html(float_format=lambda x: f"{x:.4g}")]
     for title, png in _plots(analysis, events):
         blocks.append(f"<h2>{title}</h2><img src='data:image/png;base64,{png}'/>")

@@ -363,6 +363,9 @@ class RouterConfig(_Strict):
                                                    "(widened by `range_margin`) go to the fallback model.")
     range_margin: float = Field(default=0.1, ge=0, description="Training range widened by this share of its "
                                 "width on each side before a value counts as out of range.")
+    shadow_share: float = Field(default=0.0, ge=0, le=1, description="Share of experiment requests also "
+                                "scored by the other variant's model, logged (never returned) for the paired "
+                                "tests of the A/B analysis; each costs one more model call.")
     admin_token_env: str = Field(default="LAKEHOUSE_ADMIN_TOKEN", description="Environment variable holding the "
                                  "bearer token of the admin routes; unset: admin routes are disabled.")
     event_log: EventLogConfig = Field(default_factory=EventLogConfig)

@@ -214,6 +214,9 @@ AB_EVENTS_SCHEMA = pa.schema([
     ("prediction_value", pa.float64()),  # the prediction as a number when it is one
     ("probability", pa.float64()),       # classification: probability of the predicted class
     ("latency_ms", pa.float64()),
+    ("shadow_version", pa.int64()),      # the other variant's model, scored in shadow (sampled), or null
+    ("shadow_prediction", pa.string()),
+    ("shadow_probability", pa.float64()),
     ("worker", pa.string()),             # host-pid of the writer
     ("segment", pa.string()),            # event-log file it came from
     ("ingested_at", TS),

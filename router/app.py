@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import os
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -190,6 +191,23 @@ def _score(planned: list[Planned]) -> list[tuple[Any, float | None]]:
     return out
 
 
+def _shadow(state: PoolState, planned: list[Planned], share: float) -> dict[int, dict]:
+    """For a sampled ``share`` of the rows answered by prod or staging, the other variant's answer
+    (logged for the paired tests, never returned)."""
+    if share <= 0 or state.staging is None:
+        return {}
+    picked = [i for i, p in enumerate(planned)
+              if p.model_used != "fallback" and secrets.randbelow(10**6) < share * 10**6]
+    out: dict[int, dict] = {}
+    for i in picked:
+        p = planned[i]
+        other = state.staging if p.served is state.prod else state.prod
+        shadow = Planned(p.row, p.checked, p.variant, other, "shadow", None)
+        [(prediction, probability)] = _score([shadow])
+        out[i] = {"model_version": other.version, "prediction": prediction, "probability": probability}
+    return out
+
+
 def _predict(ctx: RouterContext, rows: list[PredictRequest], endpoint: str, prefix: str = "") -> list[dict]:
     state = ctx.pool.state
     if state is None:
@@ -198,8 +216,9 @@ def _predict(ctx: RouterContext, rows: list[PredictRequest], endpoint: str, pref
     planned = _plan(state, rows, ctx, prefix)
     scores = _score(planned)
     experiment = state.running
+    shadows = _shadow(state, planned, ctx.cfg.router.shadow_share) if experiment else {}
     results = []
-    for p, (prediction, probability) in zip(planned, scores, strict=True):
+    for i, (p, (prediction, probability)) in enumerate(zip(planned, scores, strict=True)):
         result = {"request_id": uuid.uuid4().hex, "variant": p.variant,
                   "experiment_id": experiment.experiment_id if experiment else None,
                   "model_version": p.served.version, "model_used": p.model_used,
@@ -207,6 +226,8 @@ def _predict(ctx: RouterContext, rows: list[PredictRequest], endpoint: str, pref
                   "latency_ms": round(1000 * (time.perf_counter() - started), 3)}
         event = {"type": "prediction", **result, "time": datetime.now(UTC).isoformat(), "user_id": p.row.user_id,
                  "features": p.row.features, "worker": ctx.events.writer_id}
+        if i in shadows:
+            event["shadow"] = shadows[i]
         try:
             ctx.events.append(event)  # in the OS before we answer: a killed worker loses nothing answered
         except (OSError, ValueError) as exc:
@@ -218,8 +239,8 @@ def _predict(ctx: RouterContext, rows: list[PredictRequest], endpoint: str, pref
         metrics.PREDICTIONS.labels(p.variant, p.model_used).observe(
             probability if probability is not None else float(prediction)
             if isinstance(prediction, int | float) and not isinstance(prediction, bool) else 0.0)
-        metrics.PREDICTED_CLASS.labels(p.variant, str(prediction)).inc() if p.served.spec.task == "classification" \
-            else None
+        if p.served.spec.task == "classification":
+            metrics.PREDICTED_CLASS.labels(p.variant, str(prediction)).inc()
         if p.model_used == "fallback":
             metrics.FALLBACKS.labels(p.variant).inc()
     return results

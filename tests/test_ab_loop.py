@@ -39,7 +39,8 @@ def concept_shift_source(n: int = 1500) -> pd.DataFrame:
 
 
 def test_the_loop_promotes_a_better_staging(tmp_path: Path) -> None:
-    cfg_path = write_config(tmp_path / "cfg", {"training": TRAINING, "ab": AB}, concept_shift_source())
+    cfg_path = write_config(tmp_path / "cfg", {"training": TRAINING, "ab": AB, "router": {"shadow_share": 1.0}},
+                            concept_shift_source())
     pipe = Pipeline(tmp_path, config_path=cfg_path)
     retrain = pipe.defs.resolve_job_def("retrain_job")
     for _ in range(3):
@@ -80,6 +81,13 @@ def test_the_loop_promotes_a_better_staging(tmp_path: Path) -> None:
     meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     assert meta["decision"] == "promote", meta["reason"]
     assert meta["requests_A"] + meta["requests_B"] == answered and meta["metric_B"] < meta["metric_A"]
+    # every request was also scored by the other model in shadow: the paired test sees it at once
+    events = pipe.lake.read("ab_events")
+    served = events[events["model_used"] != "fallback"]  # the fallback's answers are not paired
+    assert meta["pairs"] == len(served) >= answered - 5 and meta["paired_p"] < 1e-6
+    other = {before["prod"]: before["staging"], before["staging"]: before["prod"]}
+    assert (served["shadow_version"] == served["model_version"].map(other)).all()
+    assert events.loc[events["model_used"] == "fallback", "shadow_version"].isna().all()
     report = pipe.paths.reports / "ab_report.html"
     assert report.exists() and "Decision: PROMOTE" in report.read_text()
 
