@@ -28,12 +28,14 @@ LAKEHOUSE_DATA) the data root; both are passed on to Dagster through the environ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +137,24 @@ def mode_update(paths: DataPaths) -> int:
     return report_results(results)
 
 
+@contextlib.contextmanager
+def native_stdout_to(path: Path) -> Iterator[None]:
+    """Send file descriptor 1 to ``path`` for the duration: LightGBM's C++ code prints its
+    [Info] / [Warning] lines there during the search, which buried the demo's own output. The
+    search's progress goes through Dagster's logger (stderr) and stays visible."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
 def run_retrain(paths: DataPaths, mode: str = "full") -> BatchResult:
     """Run retrain_job in process (the job the drift sensor will launch) in the instance the UI shows."""
     from dagster import DagsterInstance
@@ -143,7 +163,7 @@ def run_retrain(paths: DataPaths, mode: str = "full") -> BatchResult:
     from definitions import build_definitions
 
     defs = build_definitions(os.environ.get(CONFIG_ENV), str(paths.root))
-    with DagsterInstance.get() as instance:
+    with DagsterInstance.get() as instance, native_stdout_to(paths.logs / "native_stdout.log"):
         result = defs.resolve_job_def(RETRAIN_JOB).execute_in_process(
             instance=instance, raise_on_error=False, tags={"lakehouse/trigger": "run.py", "lakehouse/mode": mode},
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}},  # the search's progress
