@@ -221,7 +221,7 @@ def mode_demo(paths: DataPaths, batches: int | None, initial: int) -> int:
     return report_results(results)
 
 
-def demo_router(cfg, paths: DataPaths, users: int = 400) -> BatchResult:
+def demo_router(cfg, paths: DataPaths, users: int = 400, batch_size: int = 1) -> BatchResult:
     """Start the router, play ``users`` users of the latest full batch against it (predictions, then
     their true labels as feedback), stop it; then ingest the request log, analyse the experiment
     and apply a promote / rollback decision (promote_job), as ab_sensor would with auto-promotion."""
@@ -231,7 +231,7 @@ def demo_router(cfg, paths: DataPaths, users: int = 400) -> BatchResult:
     router = start_router(cfg, paths)
     router.start()
     try:
-        summary = simulate(cfg, paths, router.url, users=users)
+        summary = simulate(cfg, paths, router.url, users=users, batch_size=batch_size)
     finally:
         router.stop()
     experiment = summary["experiment"]
@@ -512,7 +512,7 @@ def mode_simulate(args) -> int:
     paths = data_paths(args.data)
     url = args.url or f"http://{cfg.router.host}:{cfg.router.port}"
     summary = simulate(cfg, paths, url, users=args.users, rate=args.rate, duration=args.duration,
-                       label_delay=args.label_delay, label_share=args.label_share)
+                       label_delay=args.label_delay, label_share=args.label_share, batch_size=args.batch_size)
     print(json.dumps(summary, indent=1, default=str))
     return 0 if summary["answered"] and not summary["errors"] else 1
 
@@ -563,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=300.0, help="simulate: stop after this many seconds")
     parser.add_argument("--label-delay", type=float, default=0.0, help="simulate: seconds before the labels")
     parser.add_argument("--label-share", type=float, default=1.0, help="simulate: share of requests labelled")
+    parser.add_argument("--batch-size", type=int, default=1, help="simulate: rows per /predict_batch call "
+                        "(1: one /predict per user)")
     parser.add_argument("--url", default="", help="simulate: router URL (default: router.host:port)")
     parser.add_argument("-config", "--config",
                         help="configuration file (default: LAKEHOUSE_CONFIG or config/pipeline.yaml)")

@@ -61,31 +61,40 @@ class TrafficReport:
                 "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None}
 
 
-def play(url: str, bodies: list[dict], concurrency: int = 8, timeout: float = 30.0, *, rate: float = 0.0,
-         duration: float | None = None) -> TrafficReport:
-    """POST every body to /predict with ``concurrency`` keep-alive sessions, at most ``rate``
-    requests per second in all (0: as fast as answered), stopping after ``duration`` seconds."""
+def play(url: str, bodies: list[dict], concurrency: int = 8, timeout: float = 60.0, *, rate: float = 0.0,
+         duration: float | None = None, batch_size: int = 1) -> TrafficReport:
+    """POST the bodies with ``concurrency`` keep-alive sessions: one per /predict call, or
+    ``batch_size`` rows per /predict_batch call (each row still its own request: assigned, logged
+    and answered on its own). At most ``rate`` rows per second in all (0: as fast as answered),
+    stopping after ``duration`` seconds."""
     report = TrafficReport()
     lock = threading.Lock()
-    chunks = [bodies[i::concurrency] for i in range(concurrency)]
-    interval = concurrency / rate if rate > 0 else 0.0
+    calls = [bodies[i:i + batch_size] for i in range(0, len(bodies), batch_size)]
+    chunks = [calls[i::concurrency] for i in range(concurrency)]
+    interval = concurrency * batch_size / rate if rate > 0 else 0.0
     deadline = time.monotonic() + duration if duration else None
 
-    def run(chunk: list[dict]) -> None:
+    def run(chunk: list[list[dict]]) -> None:
         with requests.Session() as s:
-            for body in chunk:
+            for call in chunk:
                 started = time.monotonic()
                 if deadline is not None and started > deadline:
                     return
                 with lock:
-                    report.sent += 1
-                r = s.post(f"{url}/predict", json=body, timeout=timeout)
+                    report.sent += len(call)
+                if batch_size == 1:
+                    r = s.post(f"{url}/predict", json=call[0], timeout=timeout)
+                    answers = [r.json()] if r.status_code == 200 else []
+                else:
+                    r = s.post(f"{url}/predict_batch", json={"rows": call}, timeout=timeout)
+                    answers = r.json()["results"] if r.status_code == 200 else []
                 with lock:
                     if r.status_code == 200:
-                        report.answered.append({**r.json(), "user_id": body.get("user_id")})
-                        report.latencies_ms.append(r.elapsed.total_seconds() * 1000)
+                        report.answered += [{**a, "user_id": b.get("user_id")} for a, b in zip(answers, call,
+                                                                                                strict=True)]
+                        report.latencies_ms += [r.elapsed.total_seconds() * 1000] * len(answers)
                     else:
-                        report.errors[r.status_code] += 1
+                        report.errors[r.status_code] += len(call)
                 if interval:
                     time.sleep(max(0.0, interval - (time.monotonic() - started)))
 
@@ -95,18 +104,26 @@ def play(url: str, bodies: list[dict], concurrency: int = 8, timeout: float = 30
     return report
 
 
-def send_feedback(url: str, answered: list[dict], labels: dict[str, Any], share: float = 1.0,
-                  timeout: float = 30.0) -> int:
+def send_feedback(url: str, answered: list[dict], labels: dict[str, Any], *, share: float = 1.0,
+                  timeout: float = 30.0, concurrency: int = 8) -> int:
     """POST the true label of (a deterministic ``share`` of) the answered requests; returns how many
     were accepted. ``labels`` maps user_id -> label in the model's classes."""
+    todo = [r for i, r in enumerate(answered) if i % 1000 < share * 1000 and r["user_id"] in labels]
     accepted = 0
-    with requests.Session() as s:
-        for i, result in enumerate(answered):
-            if i % 1000 >= share * 1000 or result["user_id"] not in labels:
-                continue
-            r = s.post(f"{url}/feedback", json={"request_id": result["request_id"],
-                                                "label": labels[result["user_id"]]}, timeout=timeout)
-            accepted += r.status_code == 200
+    lock = threading.Lock()
+
+    def run(chunk: list[dict]) -> None:
+        nonlocal accepted
+        with requests.Session() as s:
+            for result in chunk:
+                r = s.post(f"{url}/feedback", json={"request_id": result["request_id"],
+                                                    "label": labels[result["user_id"]]}, timeout=timeout)
+                with lock:
+                    accepted += r.status_code == 200
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(run, todo[i::concurrency]) for i in range(concurrency)]:
+            future.result()
     return accepted
 
 
@@ -128,7 +145,7 @@ def latest_rows(paths: DataPaths, count: int, seed: int = 0) -> pd.DataFrame:
 
 
 def simulate(cfg: Any, paths: DataPaths, url: str, *, users: int, rate: float = 0.0, duration: float = 300.0,
-             label_delay: float = 0.0, label_share: float = 1.0, concurrency: int = 8,
+             label_delay: float = 0.0, label_share: float = 1.0, concurrency: int = 8, batch_size: int = 1,
              seed: int = 0) -> dict[str, Any]:
     """Users of the latest batch call /predict (one request each), then, ``label_delay`` seconds
     later, their true labels go to /feedback for ``label_share`` of the answers. Bounded by
@@ -137,7 +154,7 @@ def simulate(cfg: Any, paths: DataPaths, url: str, *, users: int, rate: float = 
     info = requests.get(f"{url}/model_info", timeout=30).json()
     ids = [f"user-{seed}-{i:05d}" for i in range(len(rows))]
     bodies = request_bodies(rows, info["prod"]["input_schema"]["fields"], ids)
-    report = play(url, bodies, concurrency, rate=rate, duration=duration)
+    report = play(url, bodies, concurrency, rate=rate, duration=duration, batch_size=batch_size)
     if label_delay > 0:
         time.sleep(min(label_delay, duration))
     fed = send_feedback(url, report.answered, labels_of(rows, cfg.dataset.target, cfg.dataset.task, ids),
