@@ -103,6 +103,21 @@ def msprt_p_value(difference: float, variance: float, tau: float) -> float:
     return float(min(1.0, math.exp(-log_l)))
 
 
+def always_valid_interval(difference: float, variance: float, tau: float, alpha: float) -> tuple[float, float]:
+    """The (1 - alpha) confidence sequence of the same mixture SPRT: the effects it would not
+    reject at this look. Valid at any stopping time, unlike the Welch interval, so a
+    non-inferiority rule may look at it after every batch of labels:
+
+        d +- sqrt(V (V + tau^2) / tau^2 * (2 ln(1/alpha) + ln((V + tau^2) / V)))
+    """
+    if variance <= 0:
+        return difference, difference
+    tau2 = tau * tau
+    radius = math.sqrt(variance * (variance + tau2) / tau2
+                       * (2 * math.log(1 / alpha) + math.log((variance + tau2) / variance)))
+    return difference - radius, difference + radius
+
+
 def always_valid_p_values(looks: Sequence[tuple[float, float]], tau: float) -> list[float]:
     """Running minimum of the mSPRT p-value over looks ((difference, variance) at each look)."""
     out, best = [], 1.0
@@ -148,7 +163,7 @@ class DecisionRules:
     label_alpha: float = 0.001
     tau: float = 0.02               # mixing sd of the effect, in loss units (about the MDE)
     min_samples: int = 200          # labelled requests per variant before any decision
-    non_inferiority_margin: float | None = None  # promote when B - A < margin (upper CI bound)
+    non_inferiority_margin: float | None = None  # promote when B - A < margin (always-valid upper bound)
     latency_p95_ratio: float = 1.25  # B's p95 may be at most this times A's
     fallback_share_margin: float = 0.05  # B's fallback share may exceed A's by at most this
 
@@ -168,7 +183,8 @@ def decide(comparison: Comparison | None, always_valid_p: float | None, srm: Sta
     Order: a sample ratio mismatch or uneven labelling blocks everything (the groups are not
     comparable); a guardrail breach rolls back; below the minimum sample nothing is decided; then
     the always-valid p-value: B significantly better -> promote, significantly worse -> rollback;
-    with a non-inferiority margin, B whose upper confidence bound stays under it is promoted.
+    with a non-inferiority margin, B whose always-valid upper bound (:func:`always_valid_interval`)
+    stays under it is promoted.
     ``guardrails``: name -> (A's value, B's value) for latency_p95_ms and fallback_share.
     """
     if srm.p_value < rules.srm_alpha:
@@ -199,9 +215,11 @@ def decide(comparison: Comparison | None, always_valid_p: float | None, srm: Sta
         if c.difference < 0:
             return Decision(PROMOTE, f"B is better: {effect}, always-valid p={always_valid_p:.3g}", always_valid_p)
         return Decision(ROLLBACK, f"B is worse: {effect}, always-valid p={always_valid_p:.3g}", always_valid_p)
-    if rules.non_inferiority_margin is not None and c.ci_high < rules.non_inferiority_margin:
-        return Decision(PROMOTE, f"B is not worse than A by more than {rules.non_inferiority_margin}: {effect}",
-                        always_valid_p)
+    if rules.non_inferiority_margin is not None:
+        _, high = always_valid_interval(c.difference, c.variance, rules.tau, rules.alpha)
+        if high < rules.non_inferiority_margin:
+            return Decision(PROMOTE, f"B is not worse than A by more than {rules.non_inferiority_margin} (always-"
+                                     f"valid upper bound {high:+.4f}): {effect}", always_valid_p)
     return Decision(CONTINUE, f"no significant difference yet: {effect}, always-valid p="
                               f"{always_valid_p if always_valid_p is None else round(always_valid_p, 3)}",
                     always_valid_p)

@@ -14,6 +14,7 @@ from assets.ab_stats import (
     ROLLBACK,
     DecisionRules,
     StatTest,
+    always_valid_interval,
     always_valid_p_values,
     compare_means,
     decide,
@@ -136,3 +137,19 @@ def test_paired_tests() -> None:
     rng = np.random.default_rng(5)
     a = rng.random(300)
     assert paired_test(a, a - 0.05).p_value < 1e-10 and paired_test(a, a).p_value == 1.0
+
+
+def test_always_valid_interval_known_value_and_safe_non_inferiority_under_repeated_looks() -> None:
+    v, tau, alpha, d = 0.0004, 0.03, 0.05, 0.01
+    radius = math.sqrt(v * (v + tau**2) / tau**2 * (2 * math.log(20) + math.log((v + tau**2) / v)))
+    assert always_valid_interval(d, v, tau, alpha) == pytest.approx((d - radius, d + radius))
+    # the interval is the set of effects the mSPRT does not reject: at its edge p is exactly alpha
+    assert msprt_p_value(radius, v, tau) == pytest.approx(alpha)
+    # B truly worse by exactly the margin, looked at after every 100 labels: promoted at most alpha
+    rules = DecisionRules(alpha=0.05, tau=0.03, min_samples=200, non_inferiority_margin=0.03)
+    rng = np.random.default_rng(6)
+    outcomes = [_sequential_run(rng, 0.30, 0.33, rules=rules) for _ in range(200)]
+    assert outcomes.count(PROMOTE) <= 0.05 * 200, outcomes.count(PROMOTE)
+    # and an equal B is promoted once the interval is narrow enough
+    equal = [_sequential_run(rng, 0.30, 0.30, looks=120, rules=rules) for _ in range(50)]
+    assert equal.count(PROMOTE) >= 40
