@@ -43,6 +43,13 @@ class RouterProcess:
             self.proc = subprocess.Popen(
                 [str(gunicorn), "-c", str(PROJECT_ROOT / "router" / "gunicorn_conf.py"), "router.wsgi:app"],
                 cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return self._wait_until_up(timeout, ready)
+        except BaseException:
+            self.kill()  # never leave a half-started server behind (e.g. an interrupted wait)
+            raise
+
+    def _wait_until_up(self, timeout: float, ready: bool) -> RouterProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -54,7 +61,6 @@ class RouterProcess:
             except (requests.ConnectionError, requests.Timeout):
                 pass  # not listening yet, or a worker still loading the models: ask again
             time.sleep(0.3)
-        self.kill()
         raise RuntimeError(f"router not ready after {timeout}s:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 30.0) -> None:
