@@ -533,9 +533,12 @@ def start_router(cfg, paths: DataPaths):
 def mode_dev(paths: DataPaths) -> int:
     """`dagster dev` on loopback (webserver + daemon for the sensors) and the router under gunicorn
     beside it; Ctrl-C stops both."""
+    import signal
     import subprocess
 
     cfg = load_config()
+    # a SIGTERM (service manager, `timeout`) must still stop gunicorn in the finally below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     router = start_router(cfg, paths)
     print(f"starting the router: gunicorn on http://{cfg.router.host}:{cfg.router.port} "
           f"({cfg.router.workers} workers; log {router.log_path})", flush=True)
