@@ -211,20 +211,6 @@ def _frame(rows: list[dict[str, Any]], schema: pa.Schema, key: str, ingested_at:
     return unique, len(frame) - len(unique)
 
 
-def _inserted_rows(lake: Lake, table: str, version: int, offered: int) -> int:
-    """Rows the commit ``version`` added, from its metrics (``offered`` if they are unavailable)."""
-    try:
-        for commit in lake.table(table).history(limit=20):
-            if commit.get("version") == version:
-                metrics = commit.get("operationMetrics") or {}
-                count = metrics.get("num_target_rows_inserted", metrics.get("num_added_rows"))
-                if count is not None:
-                    return int(count)
-    except Exception:  # metrics are informative only
-        log.debug("no commit metrics for %s@%d", table, version, exc_info=True)
-    return offered
-
-
 def _batches(segments: list[Path], max_segments: int, max_bytes: int) -> Iterator[list[Path]]:
     batch: list[Path] = []
     size = 0
@@ -262,10 +248,7 @@ def _ingest_batch(lake: Lake, batch: list[Path], ingested_folder: Path, outcome:
         frame, duplicates = _frame(rows, schema, key, ingested_at)
         if duplicates:
             log.warning("event log: %d repeated %s values dropped in one batch of %s", duplicates, key, table)
-        before = lake.version(table)
-        version = lake.upsert(table, frame, keys=[key], schema=schema, insert_only=True)
-        # A merge that inserts nothing commits nothing: the version stays where it was.
-        inserted = 0 if version == before else _inserted_rows(lake, table, version, len(frame))
+        version, inserted = lake.merge(table, frame, keys=[key], schema=schema, insert_only=True)
         outcome.versions[table] = version
         outcome.duplicates += duplicates
         if table == AB_EVENTS:

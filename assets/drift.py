@@ -205,6 +205,9 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
     flags = flag_features(drifts, alpha=dcfg.alpha, correction=dcfg.correction, effect=dcfg.effect,
                           min_effect=dcfg.effect_threshold, min_rows=dcfg.min_current_rows)
     importance = importance_of(prod_row)
+    if dcfg.weighting == "importance" and not importance:
+        raise LookupError(f"drift.weighting is 'importance' but prod v{prod_row['version']} has no permutation "
+                          "importance file; set drift.weighting: uniform or re-register the model")
     flags["importance"] = flags["feature"].map(
         lambda f: importance.get(f.removeprefix(TEXT_LENGTH_PREFIX))).astype(float)
     share = drifted_share(flags, flags.set_index("feature")["importance"].to_dict()

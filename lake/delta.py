@@ -208,18 +208,23 @@ class Lake:
     def upsert(self, table: str, data: Data, keys: list[str], *,
                schema: pa.Schema | None = None, insert_only: bool = False) -> int:
         """Merge rows on ``keys`` in one commit: update matches (unless ``insert_only``), insert the rest."""
+        return self.merge(table, data, keys, schema=schema, insert_only=insert_only)[0]
+
+    def merge(self, table: str, data: Data, keys: list[str], *,
+              schema: pa.Schema | None = None, insert_only: bool = False) -> tuple[int, int]:
+        """:meth:`upsert`, returning (version, rows inserted) from the merge's own metrics."""
         arrow = to_arrow(data, schema)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
 
-        def write() -> int:
+        def write() -> tuple[int, int]:
             dt = self._open(table)
             if dt is None:
-                return self._write(table, arrow)
+                return self._write(table, arrow), arrow.num_rows
             merger = dt.merge(arrow, predicate=predicate, source_alias="s", target_alias="t")
             if not insert_only:
                 merger = merger.when_matched_update_all()
-            merger.when_not_matched_insert_all().execute()
+            metrics = merger.when_not_matched_insert_all().execute()
             dt.update_incremental()
-            return dt.version()
+            return dt.version(), int(metrics["num_target_rows_inserted"])
 
         return self._commit(table, write)

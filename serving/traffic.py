@@ -159,7 +159,8 @@ def simulate(cfg: Any, paths: DataPaths, url: str, *, users: int, rate: float = 
         time.sleep(min(label_delay, duration))
     fed = send_feedback(url, report.answered, labels_of(rows, cfg.dataset.target, cfg.dataset.task, ids),
                         share=label_share)
-    return {**report.summary(), "labels_sent": fed, "experiment": info["experiment"],
+    return {**report.summary(), "labels_sent": fed, "rows_without_time": len(rows) - len(bodies),
+            "experiment": info["experiment"],
             "prod_version": info["prod"]["version"],
             "staging_version": info["staging"]["version"] if info["staging"] else None,
             "example": {k: v for k, v in report.answered[0].items() if k != "user_id"} if report.answered else None}

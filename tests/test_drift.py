@@ -246,3 +246,22 @@ def test_model_drift_counts_a_metric_drop_even_when_inputs_do_not_move(drifted: 
     assert worse["model_drop"] > drifted.cfg.drift.model_drift_tolerance and worse["model_drifted"] is True
     few = model_drift(model, row, flipped.head(50), spec, drifted.cfg)  # under min_current_rows: no verdict
     assert few["model_drop"] is None and few["model_drifted"] is False
+
+
+def test_importance_weighting_uses_prods_importance_and_fails_loudly_without_it(
+        drifted: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    import assets.drift as drift_module
+
+    registry = ModelRegistry(drifted.lake, drifted.paths.artifacts)
+    cfg = drifted.cfg.model_copy(update={"drift": drifted.cfg.drift.model_copy(update={"weighting": "importance"})})
+    weighted = drift_module.compute_drift(drifted.lake, registry, cfg, "batch_00004")
+    rows = weighted.features
+    weights = rows["importance"].clip(lower=0).fillna(0.0)
+    floor = weights[weights > 0].min()
+    weights = weights.where(weights > 0, floor)
+    expected = float((weights * rows["drifted"].astype(float)).sum() / weights.sum())
+    assert weighted.verdict["drifted_share"] == pytest.approx(expected)
+    assert weighted.verdict["drifted_share"] > 2 / 8  # temp leads prod's importance, so it weighs more
+    monkeypatch.setattr(drift_module, "importance_of", lambda row: {})
+    with pytest.raises(LookupError, match="no permutation importance"):
+        drift_module.compute_drift(drifted.lake, registry, cfg, "batch_00004")
