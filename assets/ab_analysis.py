@@ -68,6 +68,17 @@ def labelled_events(lake: Lake, experiment_id: str) -> pd.DataFrame:
     return events.sort_values("event_time", kind="stable").reset_index(drop=True)
 
 
+def labelled_count(lake: Lake, experiment_id: str) -> int:
+    """Requests of the experiment that have at least one label in `ab_feedback` (two key columns
+    read, no features): what ab_sensor compares with its cursor."""
+    if not lake.exists(AB_EVENTS) or not lake.exists(AB_FEEDBACK):
+        return 0
+    quoted = experiment_id.replace("'", "''")
+    ids = lake.read(AB_EVENTS, where=f"experiment_id = '{quoted}'", columns=["request_id"])["request_id"]
+    labelled = lake.read(AB_FEEDBACK, columns=["request_id"])["request_id"]
+    return int(ids.isin(set(labelled)).sum())
+
+
 def request_loss(frame: pd.DataFrame, metric: str) -> pd.Series:
     """Per-request loss (lower is better) of labelled rows; NaN where there is no label."""
     labels = frame["label"].map(_scalar)
@@ -100,6 +111,8 @@ class VariantFigures:
     latency_p95_ms: float | None
     fallback_share: float
     median_label_delay_s: float | None
+    errors: int = 0               # requests on which the variant's model raised
+    error_rate: float = 0.0
 
 
 @dataclass
@@ -128,11 +141,14 @@ class Analysis:
                 "paired_p": self.paired.p_value if self.paired else None,
                 "pairs": self.paired.detail.get("pairs", self.paired.detail.get("discordant")) if self.paired else 0,
                 **{f"{k}_{v}": getattr(f, k) for v, f in self.variants.items()
-                   for k in ("requests", "users", "labelled", "metric", "latency_p95_ms", "fallback_share")}}
+                   for k in ("requests", "users", "labelled", "metric", "latency_p95_ms", "fallback_share",
+                             "error_rate")}}
 
 
 def _figures(frame: pd.DataFrame, loss: pd.Series) -> VariantFigures:
     labelled = int(loss.notna().sum())
+    # tables written before the column existed have no `error`: no error was recorded then
+    errors = int(frame["error"].notna().sum()) if "error" in frame else 0
     lat = frame["latency_ms"].dropna()
     delays = frame["label_delay_s"].dropna()
     return VariantFigures(
@@ -142,7 +158,8 @@ def _figures(frame: pd.DataFrame, loss: pd.Series) -> VariantFigures:
         latency_p50_ms=float(lat.quantile(0.5)) if len(lat) else None,
         latency_p95_ms=float(lat.quantile(0.95)) if len(lat) else None,
         fallback_share=float((frame["model_used"] == "fallback").mean()) if len(frame) else 0.0,
-        median_label_delay_s=float(delays.median()) if len(delays) else None)
+        median_label_delay_s=float(delays.median()) if len(delays) else None,
+        errors=errors, error_rate=errors / len(frame) if len(frame) else 0.0)
 
 
 def paired_comparison(events: pd.DataFrame, metric: str) -> StatTest | None:
@@ -200,8 +217,10 @@ def analyse(events: pd.DataFrame, experiment: Experiment, task: str, cfg: ABConf
     rules = DecisionRules(alpha=cfg.alpha, srm_alpha=cfg.srm_alpha, label_alpha=cfg.label_alpha, tau=cfg.mde,
                           min_samples=required or cfg.min_samples,
                           non_inferiority_margin=cfg.non_inferiority_margin,
-                          latency_p95_ratio=cfg.latency_p95_ratio, fallback_share_margin=cfg.fallback_share_margin)
-    guardrails = {"fallback_share": (figures[A].fallback_share, figures[B].fallback_share)}
+                          latency_p95_ratio=cfg.latency_p95_ratio, fallback_share_margin=cfg.fallback_share_margin,
+                          error_rate_margin=cfg.error_rate_margin)
+    guardrails = {"fallback_share": (figures[A].fallback_share, figures[B].fallback_share),
+                  "error_rate": (figures[A].error_rate, figures[B].error_rate)}
     if figures[A].latency_p95_ms is not None and figures[B].latency_p95_ms is not None:
         guardrails["latency_p95_ms"] = (figures[A].latency_p95_ms, figures[B].latency_p95_ms)
     decision = decide(comparison, always_valid, srm, labels, guardrails=guardrails, rules=rules)

@@ -2,19 +2,21 @@
 (thin wrappers over assets.ab_analysis, assets.ab_report and assets.promotion)."""
 
 import json
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
-from assets.ab_analysis import analyse, labelled_events
+from assets.ab_analysis import analyse, labelled_count, labelled_events
 from assets.ab_events_asset import ab_events
 from assets.ab_report import write_report
 from assets.metadata import numbers
 from assets.promotion import promote, rollback
 from assets.resources import LakehouseResource
+from lake.delta import Lake
 from lake.experiments import RUNNING, ExperimentStore
-from lake.tables import AB_FEEDBACK
+from lake.tables import AB_EVENTS, AB_FEEDBACK
 
 AB_ANALYSIS_JOB = "ab_analysis_job"
 PROMOTE_JOB = "promote_job"
@@ -42,7 +44,8 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
     plotted = {k: v for k, v in s.items() if isinstance(v, int | float) and not isinstance(v, bool) and v is not None}
     table = "\n".join(f"| {v} | {f.requests} | {f.users} | {f.labelled_share:.1%} | "
                       f"{'' if f.metric is None else round(f.metric, 4)} | "
-                      f"{'' if f.latency_p95_ms is None else round(f.latency_p95_ms, 1)} | {f.fallback_share:.1%} |"
+                      f"{'' if f.latency_p95_ms is None else round(f.latency_p95_ms, 1)} | {f.fallback_share:.1%} | "
+                      f"{f.error_rate:.2%} |"
                       for v, f in analysis.variants.items())
     return dg.MaterializeResult(metadata={
         "decision": analysis.decision.action, "reason": analysis.decision.reason,
@@ -50,8 +53,9 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
         **numbers(plotted),
         "summary": dg.MetadataValue.md(
             f"**{analysis.decision.action.upper()}**: {analysis.decision.reason}\n\n"
-            f"| variant | requests | users | labelled | loss ({analysis.metric}) | latency p95 ms | fallback |\n"
-            f"|---|---|---|---|---|---|---|\n{table}"),
+            f"| variant | requests | users | labelled | loss ({analysis.metric}) | latency p95 ms | fallback "
+            f"| errors |\n"
+            f"|---|---|---|---|---|---|---|---|\n{table}"),
         "report": dg.MetadataValue.path(str(report)),
     })
 
@@ -98,35 +102,77 @@ def promote_job() -> None:
     apply_decision()
 
 
+@dataclass
+class ABCursor:
+    """ab_sensor's state: the `ab_events` / `ab_feedback` versions it last looked at, the labelled
+    requests of each experiment at its last analysis, and the decisions already sent to promote_job."""
+
+    events_version: int | None = None
+    feedback_version: int | None = None
+    analysed: dict[str, int] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str | None) -> "ABCursor":
+        if not text:
+            return cls()
+        raw = json.loads(text)
+        return cls(raw.get("events_version"), raw.get("feedback_version"), dict(raw.get("analysed", {})),
+                   list(raw.get("applied", [])))
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def plan_ab_requests(lake: Lake, cursor: ABCursor, min_new_labels: int,
+                     auto_promote: bool) -> tuple[list[dg.RunRequest], "ABCursor", str]:
+    """ab_sensor's decision, without Dagster's sensor context: an analysis run when the running
+    experiment gained ``min_new_labels`` labelled requests since its last analysis (counted only
+    when `ab_events` or `ab_feedback` has a new Delta version), and with ``auto_promote`` a
+    promote_job run for a promote / rollback decision not applied yet. Returns the run requests,
+    the new cursor and, when nothing is requested, why."""
+    store = ExperimentStore(lake)
+    running = store.running()
+    versions = (lake.version(AB_EVENTS), lake.version(AB_FEEDBACK))
+    new = ABCursor(versions[0], versions[1], dict(cursor.analysed), list(cursor.applied))
+    requests: list[dg.RunRequest] = []
+    if running is None:
+        return requests, new, "no running experiment"
+    experiment_id = running.experiment_id
+    why = f"no new version of {AB_EVENTS} / {AB_FEEDBACK} since the last tick"
+    if versions != (cursor.events_version, cursor.feedback_version):
+        labelled = labelled_count(lake, experiment_id)
+        gained = labelled - cursor.analysed.get(experiment_id, 0)
+        if gained >= min_new_labels:
+            requests.append(dg.RunRequest(run_key=f"analysis-{experiment_id}-{labelled}", job_name=AB_ANALYSIS_JOB,
+                                          tags={"lakehouse/trigger": "ab_sensor"}))
+            new.analysed = {**cursor.analysed, experiment_id: labelled}
+        why = f"{gained} new labelled request(s) in {experiment_id}, fewer than {min_new_labels}"
+    if auto_promote:
+        row = store.all().set_index("experiment_id").loc[experiment_id]
+        key = f"{experiment_id}:{row['decision']}"
+        if row["decision"] in ("promote", "rollback") and key not in cursor.applied:
+            requests.append(dg.RunRequest(
+                run_key=key, job_name=PROMOTE_JOB, tags={"lakehouse/trigger": "ab_sensor"},
+                run_config={"ops": {"apply_decision": {"config": {"action": row["decision"],
+                                                                  "reason": f"ab_sensor: {row['reason']}"}}}}))
+            new.applied = [*cursor.applied, key][-50:]
+    return requests, new, why
+
+
 def build_ab_sensor(jobs: list, poll_seconds: int, min_new_labels: int, auto_promote: bool) -> dg.SensorDefinition:
     """``jobs``: the analysis job and promote_job, which the sensor's run requests name."""
 
     @dg.sensor(name="ab_sensor", jobs=jobs, minimum_interval_seconds=poll_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Enough new labels in ab_feedback -> ab_analysis_job; with ab.auto_promote, a "
-                           "promote / rollback decision -> promote_job.")
+               description="New Delta versions of ab_events / ab_feedback with enough new labelled requests of "
+                           "the running experiment -> ab_analysis_job; with ab.auto_promote, a promote / rollback "
+                           "decision -> promote_job.")
     def ab_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
-        lake = lakehouse.lake()
-        cursor = json.loads(context.cursor) if context.cursor else {"labels": 0, "applied": []}
-        labels = lake.table(AB_FEEDBACK).count() if lake.exists(AB_FEEDBACK) else 0
-        requests: list[dg.RunRequest] = []
-        if labels - cursor["labels"] >= min_new_labels:
-            requests.append(dg.RunRequest(run_key=f"analysis-{labels}", job_name=AB_ANALYSIS_JOB,
-                                          tags={"lakehouse/trigger": "ab_sensor"}))
-            cursor["labels"] = labels
-        running = ExperimentStore(lake).running()
-        if auto_promote and running is not None:
-            row = ExperimentStore(lake).all().set_index("experiment_id").loc[running.experiment_id]
-            key = f"{running.experiment_id}:{row['decision']}"
-            if row["decision"] in ("promote", "rollback") and key not in cursor["applied"]:
-                requests.append(dg.RunRequest(
-                    run_key=key, job_name=PROMOTE_JOB, tags={"lakehouse/trigger": "ab_sensor"},
-                    run_config={"ops": {"apply_decision": {"config": {"action": row["decision"],
-                                                                      "reason": f"ab_sensor: {row['reason']}"}}}}))
-                cursor["applied"] = [*cursor["applied"], key][-50:]
+        requests, cursor, why = plan_ab_requests(lakehouse.lake(), ABCursor.parse(context.cursor), min_new_labels,
+                                                 auto_promote)
         if not requests:
-            return dg.SkipReason(f"{labels - cursor['labels']} new label(s), fewer than {min_new_labels}")
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
+            return dg.SensorResult(skip_reason=why, cursor=cursor.dump())
+        return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
 
     return ab_sensor
-

@@ -143,6 +143,7 @@ def prediction_row(obj: dict[str, Any]) -> dict[str, Any]:
         "shadow_prediction": None if shadow is None else scalar_columns(shadow["prediction"])[0],
         "shadow_probability": None if shadow is None else _number(shadow, "probability"),
         "worker": _text(obj, "worker"),
+        "error": _text(obj, "error"),
     }
 
 

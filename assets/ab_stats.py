@@ -166,6 +166,7 @@ class DecisionRules:
     non_inferiority_margin: float | None = None  # promote when B - A < margin (always-valid upper bound)
     latency_p95_ratio: float = 1.25  # B's p95 may be at most this times A's
     fallback_share_margin: float = 0.05  # B's fallback share may exceed A's by at most this
+    error_rate_margin: float = 0.01  # B's error rate (its model raised) may exceed A's by at most this
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def decide(comparison: Comparison | None, always_valid_p: float | None, srm: Sta
     the always-valid p-value: B significantly better -> promote, significantly worse -> rollback;
     with a non-inferiority margin, B whose always-valid upper bound (:func:`always_valid_interval`)
     stays under it is promoted.
-    ``guardrails``: name -> (A's value, B's value) for latency_p95_ms and fallback_share.
+    ``guardrails``: name -> (A's value, B's value) for latency_p95_ms, error_rate and fallback_share.
     """
     if srm.p_value < rules.srm_alpha:
         return Decision(CONTINUE, f"blocked: sample ratio mismatch (p={srm.p_value:.2g} < {rules.srm_alpha}; "
@@ -197,6 +198,10 @@ def decide(comparison: Comparison | None, always_valid_p: float | None, srm: Sta
         return Decision(CONTINUE, f"blocked: labels arrive unevenly (p={labels.p_value:.2g}; labelled share A "
                                   f"{shares['labelled_share_a']:.1%}, B {shares['labelled_share_b']:.1%})",
                         always_valid_p, blocked=True)
+    err = guardrails.get("error_rate")
+    if err and err[1] > err[0] + rules.error_rate_margin:
+        return Decision(ROLLBACK, f"guardrail: B's error rate {err[1]:.2%} exceeds A's {err[0]:.2%} "
+                                  f"+ {rules.error_rate_margin:.1%}", always_valid_p)
     lat = guardrails.get("latency_p95_ms")
     if lat and lat[0] > 0 and lat[1] > lat[0] * rules.latency_p95_ratio:
         return Decision(ROLLBACK, f"guardrail: B's latency p95 {lat[1]:.0f} ms exceeds A's {lat[0]:.0f} ms "

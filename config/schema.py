@@ -389,6 +389,8 @@ class ABConfig(_Strict):
                                                  "is at most this much worse (upper 95% bound).")
     latency_p95_ratio: float = Field(default=1.25, ge=1)
     fallback_share_margin: float = Field(default=0.05, ge=0)
+    error_rate_margin: float = Field(default=0.01, ge=0, description="Guardrail: B's error rate (requests on "
+                                     "which its model raised) may exceed A's by at most this; else rollback.")
     look_every: int = Field(default=50, ge=1, description="The sequential test looks after every this many "
                             "labelled requests per variant (in time order).")
     auto_promote: bool = Field(default=False, description="ab_sensor launches promote_job itself on a "

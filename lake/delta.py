@@ -220,7 +220,9 @@ class Lake:
             dt = self._open(table)
             if dt is None:
                 return self._write(table, arrow), arrow.num_rows
-            merger = dt.merge(arrow, predicate=predicate, source_alias="s", target_alias="t")
+            # merge_schema: a column added to the declared schema (always nullable) is added to an
+            # existing table by the same commit, instead of failing on the older table
+            merger = dt.merge(arrow, predicate=predicate, source_alias="s", target_alias="t", merge_schema=True)
             if not insert_only:
                 merger = merger.when_matched_update_all()
             metrics = merger.when_not_matched_insert_all().execute()

@@ -217,6 +217,8 @@ AB_EVENTS_SCHEMA = pa.schema([
     ("shadow_version", pa.int64()),      # the other variant's model, scored in shadow (sampled), or null
     ("shadow_prediction", pa.string()),
     ("shadow_probability", pa.float64()),
+    ("error", pa.string()),              # the assigned model raised: answered by the fallback, or not at all
+                                         # (model_used "none"); the A/B error-rate guardrail counts these
     ("worker", pa.string()),             # host-pid of the writer
     ("segment", pa.string()),            # event-log file it came from
     ("ingested_at", TS),

@@ -144,6 +144,7 @@ class Planned:
     served: ServedModel
     model_used: str
     fallback_reason: str | None
+    error: str | None = None  # the assigned model raised (see _score)
 
 
 def _plan(state: PoolState, rows: list[PredictRequest], ctx: RouterContext, prefix: str) -> list[Planned]:
@@ -170,24 +171,63 @@ def _plan(state: PoolState, rows: list[PredictRequest], ctx: RouterContext, pref
     return planned
 
 
-def _score(planned: list[Planned]) -> list[tuple[Any, float | None]]:
-    """Predictions of the planned rows, scored per served model in one call each."""
+def _score_group(served: ServedModel, rows: list[Planned]) -> list[tuple[Any, float | None]]:
+    """Predictions of rows that one model serves, in one call."""
+    frame = pd.DataFrame([{name: p.checked.values.get(name) for name in expected_fields(served.schema)}
+                          for p in rows])
+    scored = score_frame(frame, served)
+    bad = scored["error"] != ""
+    if bad.any():  # validation should have caught it: name the row and the reason
+        raise RequestInvalid([Problem("features", str(e)) for e in scored.loc[bad, "error"]])
+    proba = scored["probability"] if "probability" in scored else pd.Series([None] * len(scored))
+    return [(_json_scalar(scored["predict"].iloc[j]), None if proba.iloc[j] is None or pd.isna(proba.iloc[j])
+             else float(proba.iloc[j])) for j in range(len(rows))]
+
+
+class ModelFailed(RuntimeError):
+    """The assigned model raised and no other model could answer: the rows are logged as errors
+    (they count in the variant's error rate) and the request gets a 500 naming the model."""
+
+
+
+def _score(planned: list[Planned], fallback: ServedModel | None) -> list[tuple[Any, float | None]]:
+    """Predictions of the planned rows, scored per served model in one call each.
+
+    A model that raises (a bug in its pipeline, a dependency missing for a new artifact) is an
+    *error of its variant*: its rows are answered by the fallback model when there is one (marked
+    ``model_used=fallback``, ``error`` set), and otherwise fail the request with :class:`ModelFailed`.
+    Either way the error is logged and lands in `ab_events`, where the A/B guardrail on B's error
+    rate reads it.
+    """
     out: list[tuple[Any, float | None]] = [(None, None)] * len(planned)
     groups: dict[int, list[int]] = {}
     for i, p in enumerate(planned):
         groups.setdefault(id(p.served), []).append(i)
     for idx in groups.values():
         served = planned[idx[0]].served
-        frame = pd.DataFrame([{name: planned[i].checked.values.get(name) for name in expected_fields(served.schema)}
-                              for i in idx])
-        scored = score_frame(frame, served)
-        bad = scored["error"] != ""
-        if bad.any():  # validation should have caught it: name the row and the reason
-            raise RequestInvalid([Problem("features", str(e)) for e in scored.loc[bad, "error"]])
-        proba = scored["probability"] if "probability" in scored else pd.Series([None] * len(scored))
+        rows = [planned[i] for i in idx]
+        try:
+            scores = _score_group(served, rows)
+        except RequestInvalid:
+            raise
+        except Exception as exc:  # any model failure is counted, then rescued or re-raised
+            error = f"{planned[idx[0]].model_used} v{served.version}: {type(exc).__name__}: {exc}"[:500]
+            log.exception("model %s v%s failed on %d row(s)", planned[idx[0]].model_used, served.version, len(idx))
+            for p in rows:
+                metrics.MODEL_ERRORS.labels(p.variant, p.model_used).inc()
+                p.error = error
+            if fallback is None or served is fallback:
+                raise ModelFailed(error) from exc
+            try:
+                scores = _score_group(fallback, rows)
+            except Exception as again:  # both failed: the request fails, the rows are logged
+                log.exception("fallback v%s failed too on %d row(s)", fallback.version, len(idx))
+                raise ModelFailed(f"{error}; fallback v{fallback.version}: {type(again).__name__}: {again}") \
+                    from again
+            for p in rows:
+                p.served, p.model_used, p.fallback_reason = fallback, "fallback", "model error"
         for j, i in enumerate(idx):
-            p = proba.iloc[j]
-            out[i] = (_json_scalar(scored["predict"].iloc[j]), None if p is None or pd.isna(p) else float(p))
+            out[i] = scores[j]
     return out
 
 
@@ -198,14 +238,44 @@ def _shadow(state: PoolState, planned: list[Planned], share: float) -> dict[int,
         return {}
     picked = [i for i, p in enumerate(planned)
               if p.model_used != "fallback" and secrets.randbelow(10**6) < share * 10**6]
-    out: dict[int, dict] = {}
+    groups: dict[int, list[int]] = {}  # one model call per shadow model, as for the answers
     for i in picked:
-        p = planned[i]
-        other = state.staging if p.served is state.prod else state.prod
-        shadow = Planned(p.row, p.checked, p.variant, other, "shadow", None)
-        [(prediction, probability)] = _score([shadow])
-        out[i] = {"model_version": other.version, "prediction": prediction, "probability": probability}
+        groups.setdefault(id(state.staging if planned[i].served is state.prod else state.prod), []).append(i)
+    out: dict[int, dict] = {}
+    for idx in groups.values():
+        other = state.staging if planned[idx[0]].served is state.prod else state.prod
+        shadows = [Planned(planned[i].row, planned[i].checked, planned[i].variant, other, "shadow", None)
+                   for i in idx]
+        try:
+            scores = _score_group(other, shadows)
+        except Exception:  # the shadow is never answered: count it, keep the request
+            for i in idx:
+                metrics.MODEL_ERRORS.labels(planned[i].variant, "shadow").inc()
+            log.exception("shadow scoring by v%s failed; %d row(s) answered without a shadow", other.version,
+                          len(idx))
+            continue
+        for i, (prediction, probability) in zip(idx, scores, strict=True):
+            out[i] = {"model_version": other.version, "prediction": prediction, "probability": probability}
     return out
+
+
+def _log_failed(ctx: RouterContext, state: PoolState, planned: list[Planned], started: float) -> None:
+    """Log the rows of a request that failed on a model error (never answered, so no label will
+    follow): they are the numerator of the variant's error rate."""
+    experiment = state.running
+    for p in (p for p in planned if p.error):
+        event = {"type": "prediction", "request_id": uuid.uuid4().hex, "variant": p.variant,
+                 "experiment_id": experiment.experiment_id if experiment else None,
+                 "model_version": p.served.version, "model_used": "none", "fallback_reason": None,
+                 "prediction": None, "probability": None,
+                 "latency_ms": round(1000 * (time.perf_counter() - started), 3),
+                 "time": datetime.now(UTC).isoformat(), "user_id": p.row.user_id, "features": p.row.features,
+                 "worker": ctx.events.writer_id, "error": p.error}
+        try:
+            ctx.events.append(event)
+        except (OSError, ValueError):
+            metrics.LOG_FAILURES.labels("error").inc()
+            log.exception("request log write failed for the error event of %s", event["request_id"])
 
 
 def _predict(ctx: RouterContext, rows: list[PredictRequest], endpoint: str, prefix: str = "") -> list[dict]:
@@ -214,7 +284,12 @@ def _predict(ctx: RouterContext, rows: list[PredictRequest], endpoint: str, pref
         raise RequestInvalid([Problem("model", ctx.pool.last_error or "no model loaded yet")], status=503)
     started = time.perf_counter()
     planned = _plan(state, rows, ctx, prefix)
-    scores = _score(planned)
+    try:
+        scores = _score(planned, state.fallback)
+    except ModelFailed as exc:
+        _log_failed(ctx, state, planned, started)
+        raise RequestInvalid([Problem("model", f"the model failed and no fallback could answer: {exc}")],
+                             status=500) from exc
     experiment = state.running
     shadows = _shadow(state, planned, ctx.cfg.router.shadow_share) if experiment else {}
     results = []
@@ -225,7 +300,7 @@ def _predict(ctx: RouterContext, rows: list[PredictRequest], endpoint: str, pref
                   "fallback_reason": p.fallback_reason, "prediction": prediction, "probability": probability,
                   "latency_ms": round(1000 * (time.perf_counter() - started), 3)}
         event = {"type": "prediction", **result, "time": datetime.now(UTC).isoformat(), "user_id": p.row.user_id,
-                 "features": p.row.features, "worker": ctx.events.writer_id}
+                 "features": p.row.features, "worker": ctx.events.writer_id, "error": p.error}
         if i in shadows:
             event["shadow"] = shadows[i]
         try:

@@ -30,6 +30,8 @@ PREDICTIONS = Histogram("router_prediction_value", "Predicted value (regression)
                         "predicted class (classification)", ["variant", "model_used"],
                         buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 10, 100, 1000))
 PREDICTED_CLASS = Counter("router_predicted_class_total", "Predicted classes", ["variant", "label"])
+MODEL_ERRORS = Counter("router_model_errors_total", "Rows on which a model raised (answered by the fallback, "
+                       "or failed with 500); model_used=shadow for shadow scoring", ["variant", "model_used"])
 FALLBACKS = Counter("router_fallback_total", "Rows answered by the fallback model", ["variant"])
 LOG_FAILURES = Counter("router_event_log_failures_total", "Events that could not be written (request refused)",
                        ["kind"])

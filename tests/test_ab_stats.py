@@ -96,6 +96,10 @@ def test_guardrails_roll_back_and_the_minimum_sample_waits() -> None:
     assert slow.action == ROLLBACK and "latency" in slow.reason
     fallbacks = decide(c, 0.5, OK, OK, guardrails={"fallback_share": (0.01, 0.10)}, rules=RULES)
     assert fallbacks.action == ROLLBACK and "fallback" in fallbacks.reason
+    errors = decide(c, 0.5, OK, OK, guardrails={"error_rate": (0.001, 0.02)}, rules=RULES)
+    assert errors.action == ROLLBACK and "error rate 2.00%" in errors.reason
+    within = decide(c, 0.5, OK, OK, guardrails={"error_rate": (0.001, 0.0105)}, rules=RULES)
+    assert within.action == CONTINUE  # 0.95 points above A: inside the 1-point margin
     few = decide(compare_means([0, 1] * 50, [0, 0] * 50), 1e-6, OK, OK, guardrails={}, rules=RULES)
     assert few.action == CONTINUE and "100 of 200" in few.reason
 

@@ -86,3 +86,19 @@ def test_killed_writer_never_leaves_a_half_written_table(tmp_path: Path, lake: L
     # either the old batch or the whole new one: Delta commits are atomic
     assert (table.version(), count) in {(0, 5), (1, 3_000_000)}
     assert len(table.to_pyarrow_table(columns=["x"])) == count
+
+
+def test_merge_adds_a_column_declared_later_to_an_older_table(lake: Lake) -> None:
+    """A table written before a nullable column joined its schema (``ab_events.error``) takes it in
+    the next merge's commit; older rows read it as null."""
+    old = pa.schema([("request_id", pa.string()), ("prediction", pa.string())])
+    new = pa.schema([*old, ("error", pa.string())])
+    lake.merge("events", pd.DataFrame({"request_id": ["a", "b"], "prediction": ["1", "0"]}), ["request_id"],
+               schema=old, insert_only=True)
+    version, inserted = lake.merge("events", pd.DataFrame({"request_id": ["b", "c"], "prediction": ["0", "1"],
+                                                          "error": [None, "boom"]}),
+                                   ["request_id"], schema=new, insert_only=True)
+    assert (version, inserted) == (1, 1)
+    rows = lake.read("events").sort_values("request_id").reset_index(drop=True)
+    assert list(rows.columns) == ["request_id", "prediction", "error"]
+    assert rows["error"].tolist() == [None, None, "boom"]

@@ -300,3 +300,65 @@ def test_a_change_landing_during_a_reload_is_not_missed(lakehouse: Pipeline) -> 
     finally:
         registry.set_aliases([AliasChange("staging", 3)], actor="test", reason="restore")
         app.extensions["lakehouse"].events.close()
+
+
+class _Broken:
+    """A model whose pipeline raises, as a bad artifact or a missing dependency would."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.classes_ = getattr(model, "classes_", None)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def predict_proba(self, x):
+        raise RuntimeError("broken pipeline")
+
+    def predict(self, x):
+        raise RuntimeError("broken pipeline")
+
+
+def test_a_failing_model_is_an_error_of_its_variant(lakehouse: Pipeline) -> None:
+    """Staging raises: its users are answered by the fallback, and every such row is logged with
+    the error (B's error rate, the A/B guardrail); without a fallback the request fails with a 500
+    naming the model, and the failed rows are still logged."""
+    from dataclasses import replace
+
+    from assets.ab_analysis import analyse, labelled_events
+    from lake.experiments import ExperimentStore
+
+    app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    ctx = app.extensions["lakehouse"]
+    state = ctx.pool.reload(force=True)
+    assert state.running is not None and state.staging is not None
+    broken = replace(state.staging, model=_Broken(state.staging.model))
+    ctx.pool._state = replace(state, staging=broken)
+    c = app.test_client()
+    answers = [_predict(c, user=f"err-{i}") for i in range(40)]
+    assert all(r.status_code == 200 for r in answers)
+    by_variant = {}
+    for r in answers:
+        body = r.get_json()
+        by_variant.setdefault(body["variant"], []).append(body)
+    assert by_variant["B"] and by_variant["A"]
+    assert all(b["model_used"] == "fallback" and b["fallback_reason"] == "model error" for b in by_variant["B"])
+    assert all(b["model_used"] == "prod" for b in by_variant["A"])
+
+    ctx.pool._state = replace(state, staging=broken, fallback=None)
+    b_ids = [f"err-{i}" for i, r in enumerate(answers) if r.get_json()["variant"] == "B"]
+    failed = _predict(c, user=b_ids[0])
+    assert failed.status_code == 500 and "broken pipeline" in _fields(failed)["model"]
+    ctx.events.close()
+
+    paths = lakehouse.paths
+    ingest_event_log(lakehouse.lake, paths.events, paths.events_ingested)
+    experiment = ExperimentStore(lakehouse.lake).running()
+    events = labelled_events(lakehouse.lake, experiment.experiment_id)
+    mine = events[events["user_id"].str.startswith("err-", na=False)]
+    errors = mine[mine["error"].notna()]
+    assert set(errors["variant"]) == {"B"} and (errors["error"].str.contains("RuntimeError: broken pipeline")).all()
+    assert len(errors) == len(b_ids) + 1 and (errors["model_used"] == "none").sum() == 1
+    analysis = analyse(mine, experiment, "classification", lakehouse.cfg.ab)
+    assert analysis.variants["B"].error_rate == 1.0 and analysis.variants["A"].error_rate == 0.0
+    assert analysis.decision.action == "rollback" and "error rate 100.00%" in analysis.decision.reason
