@@ -266,6 +266,10 @@ def demo_router(cfg, paths: DataPaths, users: int = 400, batch_size: int = 1) ->
               f"A {meta['metric_A']:.4f} ({meta['labelled_A']} labelled), B {meta['metric_B']:.4f} "
               f"({meta['labelled_B']} labelled); SRM p {meta['srm_p']:.3f}; required per variant "
               f"{meta.get('required_per_variant', 'n/a')}")
+    if meta.get("pairs"):
+        test = "McNemar" if metric_of(cfg.dataset.task, cfg.ab) == "accuracy" else "Wilcoxon"
+        print(f"  paired (router.shadow_share {cfg.router.shadow_share:.0%}: both models on the same requests): "
+              f"{meta['pairs']} labelled pairs, {test} p {meta['paired_p']:.3g}")
     print(f"  decision: {meta['decision'].upper()}: {meta['reason']}")
     print(f"  report: {meta.get('report', '(none)')}")
     if meta["decision"] in ("promote", "rollback"):

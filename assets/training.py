@@ -24,6 +24,7 @@ import pandas as pd
 
 from config.schema import LOWER_IS_BETTER, PipelineConfig, PreprocessingVariant
 from features import FeatureSpec
+from lake.paths import route_pycaret_log
 from lake.tables import BATCH_COLUMN, EVENT_TIME_COLUMN
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def model_frame(df: pd.DataFrame, spec: FeatureSpec, with_target: bool = True) -
 def _experiment(task: str):
     import matplotlib
 
+    route_pycaret_log()
     fonts = matplotlib.rcParams["font.sans-serif"]
     if task == "classification":
         from pycaret.classification import ClassificationExperiment as Experiment

@@ -82,6 +82,20 @@ def data_paths(root: str | os.PathLike[str] | None = None) -> DataPaths:
     return DataPaths(Path(chosen).expanduser().resolve())
 
 
+PYCARET_LOG_ENV = "PYCARET_CUSTOM_LOGGING_PATH"
+
+
+def route_pycaret_log() -> None:
+    """Send PyCaret's log to ``<data root>/logs/pycaret.log`` unless the environment already says
+    where. PyCaret opens its log when its first module is imported (training, or unpickling a
+    model) and otherwise writes ``logs.log`` into whatever directory the process started in."""
+    if os.environ.get(PYCARET_LOG_ENV):
+        return
+    logs = data_paths().logs
+    logs.mkdir(parents=True, exist_ok=True)
+    os.environ[PYCARET_LOG_ENV] = str(logs / "pycaret.log")
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from lake.delta import Lake
-from lake.paths import sha256_file
+from lake.paths import route_pycaret_log, sha256_file
 from lake.tables import MODEL_ALIASES, MODEL_ALIASES_SCHEMA, MODEL_REGISTRY, MODEL_REGISTRY_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class ModelRegistry:
         """Unpickle a version's artifact after verifying its sha256 against the registry."""
         import joblib
 
+        route_pycaret_log()  # unpickling a PyCaret pipeline imports PyCaret, which opens its log
         row = self.get(version)
         path = Path(row["artifact_path"])
         if not path.exists():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,10 @@ import yaml
 
 from config import PipelineConfig, load_config
 from lake.delta import Lake
-from lake.paths import DataPaths, data_paths
+from lake.paths import PYCARET_LOG_ENV, DataPaths, data_paths
+
+# PyCaret's log of the whole test session, outside the repository (make test sets it too)
+os.environ.setdefault(PYCARET_LOG_ENV, str(Path(tempfile.gettempdir()) / "lakehouse-tests-pycaret.log"))
 
 
 def make_source(n: int = 900, seed: int = 0) -> pd.DataFrame:
