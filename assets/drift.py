@@ -8,8 +8,11 @@ registry row) says which columns are its inputs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,6 +136,29 @@ def prediction_values(model: Any, frame: pd.DataFrame, spec: FeatureSpec) -> pd.
     return pred.astype(str) if spec.task == "classification" else pred.astype(float)
 
 
+def reference_predictions(model: Any, prod_row: dict, reference: pd.DataFrame, spec: FeatureSpec) -> pd.Series:
+    """:func:`prediction_values` of prod on its reference rows, computed once per prod version.
+
+    The reference is the same rows for every batch compared with one prod version (its training
+    rows at a fixed Delta version, a fixed-seed sample), yet scoring it was the larger part of a
+    drift step: the values are kept beside the model's artifact, in a file named by a fingerprint
+    of the rows' content, so another reference (other rows, another sample size) never reads them.
+    """
+    fingerprint = hashlib.sha256(pd.util.hash_pandas_object(reference, index=False).to_numpy().tobytes())
+    name = f"drift_reference_predictions-{fingerprint.hexdigest()[:16]}.parquet"
+    path = Path(prod_row["artifact_path"]).parent / name
+    if path.exists():
+        cached = pd.read_parquet(path)["prediction"]
+        if len(cached) != len(reference):
+            raise ValueError(f"{path} holds {len(cached)} predictions for {len(reference)} reference rows")
+        return cached.set_axis(reference.index).rename(None)
+    values = prediction_values(model, reference, spec)
+    tmp = path.with_name(f"{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    pd.DataFrame({"prediction": values.reset_index(drop=True)}).to_parquet(tmp, index=False)
+    tmp.replace(path)  # atomic: a concurrent drift run reads the whole file or none
+    return values
+
+
 def _one(name: str, reference: pd.Series, current: pd.Series, cfg: DriftConfig) -> FeatureDrift:
     if pd.api.types.is_numeric_dtype(reference) and pd.api.types.is_numeric_dtype(current):
         return numeric_drift(name, reference.to_numpy(dtype=float, na_value=np.nan),
@@ -215,7 +241,7 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
 
     extra = []  # reported, not voting: prod's outputs and the labels
     if dcfg.prediction_drift and len(current):
-        extra.append(_one(DRIFT_PREDICTION_ROW, prediction_values(model, reference, spec),
+        extra.append(_one(DRIFT_PREDICTION_ROW, reference_predictions(model, prod_row, reference, spec),
                           prediction_values(model, current, spec), dcfg))
     ref_y, cur_y = reference[spec.target].dropna(), current[spec.target].dropna()
     if len(ref_y) and len(cur_y):

@@ -234,14 +234,18 @@ def evaluate(model: Any, frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, fl
 
     x = model_frame(frame, spec, with_target=False)
     y = model_frame(frame, spec)[spec.target]
-    pred = model.predict(x)
     if spec.task == "regression":
+        pred = model.predict(x)
         return {"MAE": float(m.mean_absolute_error(y, pred)),
                 "RMSE": float(np.sqrt(m.mean_squared_error(y, pred))), "R2": float(m.r2_score(y, pred))}
-    out = {"Accuracy": float(m.accuracy_score(y, pred)),
-           "F1": float(m.f1_score(y, pred, average="binary" if len(class_labels(model)) == 2 else "weighted"))}
+    # one pass through the pipeline: the most probable class is what the estimators' predict
+    # returns and what the router answers (serving.scoring.ServedModel.predict)
     proba = model.predict_proba(x)
     labels = class_labels(model)
+    pred = np.asarray(labels, dtype=object)[np.argmax(proba, axis=1)]
+    pred = pred.astype(np.asarray(y).dtype) if np.asarray(y).dtype != object else pred
+    out = {"Accuracy": float(m.accuracy_score(y, pred)),
+           "F1": float(m.f1_score(y, pred, average="binary" if len(labels) == 2 else "weighted"))}
     if set(pd.unique(y)) <= set(labels) and len(pd.unique(y)) > 1:
         out["AUC"] = float(m.roc_auc_score(y, proba[:, 1]) if len(labels) == 2 else
                            m.roc_auc_score(y, proba, multi_class="ovr", labels=labels))

@@ -265,3 +265,48 @@ def test_importance_weighting_uses_prods_importance_and_fails_loudly_without_it(
     monkeypatch.setattr(drift_module, "importance_of", lambda row: {})
     with pytest.raises(LookupError, match="no permutation importance"):
         drift_module.compute_drift(drifted.lake, registry, cfg, "batch_00004")
+
+
+class _Counting:
+    """prod's real pipeline, counting the rows it is asked to score."""
+
+    def __init__(self, model) -> None:
+        self.model, self.rows = model, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def predict_proba(self, x):
+        self.rows += len(x)
+        return self.model.predict_proba(x)
+
+    def predict(self, x):
+        self.rows += len(x)
+        return self.model.predict(x)
+
+
+def test_prods_reference_predictions_are_computed_once_per_reference(drifted: Pipeline) -> None:
+    """The reference rows are scored on the first comparison only; later ones read the file beside
+    the artifact, with the same values; another reference (other rows) gets its own file."""
+    from assets.drift import prediction_values, reference_frame, reference_predictions
+    from serving.scoring import ServedModel
+
+    registry = ModelRegistry(drifted.lake, drifted.paths.artifacts)
+    prod = registry.get(registry.aliases()["prod"])
+    model = _Counting(registry.load(prod["version"]))
+    spec = ServedModel.from_registry_row(prod, model.model).spec
+    reference, _ = reference_frame(drifted.lake, prod, spec.target, 100_000)
+    folder = Path(prod["artifact_path"]).parent
+    for cached in folder.glob("drift_reference_predictions-*.parquet"):
+        cached.unlink()  # the asset runs of the fixture wrote one already
+    first = reference_predictions(model, prod, reference, spec)
+    assert model.rows == len(reference) and len(list(folder.glob("drift_reference_predictions-*.parquet"))) == 1
+    again = reference_predictions(model, prod, reference, spec)
+    assert model.rows == len(reference)  # read, not scored
+    pd.testing.assert_series_equal(again, first)
+    pd.testing.assert_series_equal(first, prediction_values(model.model, reference, spec))
+    fewer = reference.iloc[:100]
+    reference_predictions(model, prod, fewer, spec)
+    assert model.rows == len(reference) + 100
+    assert len(list(folder.glob("drift_reference_predictions-*.parquet"))) == 2
+    assert not list(folder.glob("*.tmp"))
