@@ -189,7 +189,6 @@ class ModelFailed(RuntimeError):
     (they count in the variant's error rate) and the request gets a 500 naming the model."""
 
 
-
 def _score(planned: list[Planned], fallback: ServedModel | None) -> list[tuple[Any, float | None]]:
     """Predictions of the planned rows, scored per served model in one call each.
 

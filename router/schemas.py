@@ -133,6 +133,9 @@ def openapi_document(title: str, version: str) -> dict[str, Any]:
             op["responses"].update({"400": error, "413": error, "415": error, "422": error})
         if path in ("/predict", "/predict_batch", "/feedback"):
             op["responses"]["503"] = {**error, "description": "Not ready, or the request log could not be written"}
+        if path in ("/predict", "/predict_batch"):
+            op["responses"]["500"] = {**error, "description": "The assigned model raised and no fallback could "
+                                                             "answer (`model` names the error; the rows are logged)"}
         if admin:
             op["security"] = [{"bearer": []}]
             op["responses"].update({"401": error, "403": error})
