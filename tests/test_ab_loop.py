@@ -38,9 +38,11 @@ def concept_shift_source(n: int = 1500) -> pd.DataFrame:
     return df
 
 
-def test_the_loop_promotes_a_better_staging(tmp_path: Path) -> None:
-    cfg_path = write_config(tmp_path / "cfg", {"training": TRAINING, "ab": AB, "router": {"shadow_share": 1.0}},
-                            concept_shift_source())
+def concept_shift_lakehouse(tmp_path: Path, override: dict | None = None) -> tuple[Pipeline, Path, dict[str, int]]:
+    """prod trained before the flip, staging after it; returns the pipeline, its config file and
+    the aliases."""
+    cfg_path = write_config(tmp_path / "cfg", {"training": TRAINING, "ab": AB, "router": {"shadow_share": 1.0},
+                                               **(override or {})}, concept_shift_source())
     pipe = Pipeline(tmp_path, config_path=cfg_path)
     retrain = pipe.defs.resolve_job_def("retrain_job")
     for _ in range(3):
@@ -49,10 +51,14 @@ def test_the_loop_promotes_a_better_staging(tmp_path: Path) -> None:
     for _ in range(2):
         assert pipe.emit_and_run().success
     assert retrain.execute_in_process(instance=pipe.instance).success  # staging: the new rule
-    registry = ModelRegistry(pipe.lake, pipe.paths.artifacts)
-    before = registry.aliases()
-    assert before["prod"] == 1 and before["staging"] > 1
+    aliases = ModelRegistry(pipe.lake, pipe.paths.artifacts).aliases()
+    assert aliases["prod"] == 1 and aliases["staging"] > 1
+    return pipe, cfg_path, aliases
 
+
+def play_latest_batch(pipe: Pipeline):
+    """Every row of the latest batch through the router in process (predict, then its true label);
+    the event log is closed at the end. Returns the app and the number of answered requests."""
     app = create_app(pipe.cfg, str(pipe.paths.root), poll=False)
     client = app.test_client()
     rows = read_file(sorted(pipe.paths.archive.iterdir())[-1], as_strings=True)
@@ -68,6 +74,13 @@ def test_the_loop_promotes_a_better_staging(tmp_path: Path) -> None:
         fb = client.post("/feedback", json={"request_id": r.get_json()["request_id"], "label": int(labels[i])})
         assert fb.status_code == 200
     app.extensions["lakehouse"].events.close()
+    return app, answered
+
+
+def test_the_loop_promotes_a_better_staging(tmp_path: Path) -> None:
+    pipe, cfg_path, before = concept_shift_lakehouse(tmp_path)
+    registry = ModelRegistry(pipe.lake, pipe.paths.artifacts)
+    app, answered = play_latest_batch(pipe)
 
     resource = LakehouseResource(config_path=str(cfg_path), data_root=str(pipe.paths.root))
     sensor = pipe.defs.resolve_sensor_def("ab_sensor")
