@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/router.py
+	$(BIN)/python bench/ab_analysis.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from assets.ab_stats import (
     Comparison,
@@ -24,7 +25,7 @@ from assets.ab_stats import (
     decide,
     label_balance_test,
     mcnemar_test,
-    msprt_p_value,
+    msprt_p_values,
     paired_test,
     required_sample_size,
     srm_test,
@@ -48,13 +49,28 @@ def _scalar(text: Any) -> Any:
     return json.loads(text) if isinstance(text, str) else text
 
 
+def _decoded(texts: pd.Series) -> pd.Series:
+    """JSON scalars as Python values, each distinct text parsed once (a classifier's million
+    answers are a handful of texts)."""
+    distinct = texts.dropna().unique()
+    return texts.map(dict(zip(distinct, map(_scalar, distinct), strict=True))).astype(object)
+
+
+# what the analysis and its report read: everything but the request's features and provenance
+ANALYSED_COLUMNS = ["request_id", "event_time", "user_id", "variant", "experiment_id", "model_version",
+                    "model_used", "fallback_reason", "prediction", "probability", "latency_ms", "shadow_version",
+                    "shadow_prediction", "shadow_probability", "error"]
+
+
 def labelled_events(lake: Lake, experiment_id: str) -> pd.DataFrame:
     """The experiment's answered requests with their label (the latest feedback per request) and
     the label delay in seconds; unlabelled requests have a null label."""
     if not lake.exists(AB_EVENTS):
         return pd.DataFrame()
     quoted = experiment_id.replace("'", "''")
-    events = lake.read(AB_EVENTS, where=f"experiment_id = '{quoted}'")
+    present = {f.name for f in lake.table(AB_EVENTS).schema().fields}  # `error` is newer than some tables
+    events = lake.read(AB_EVENTS, where=f"experiment_id = '{quoted}'",
+                       columns=[c for c in ANALYSED_COLUMNS if c in present])
     if events.empty:
         return events
     feedback = lake.read(AB_FEEDBACK, columns=["request_id", "event_time", "label"], missing_ok=True)
@@ -81,8 +97,8 @@ def labelled_count(lake: Lake, experiment_id: str) -> int:
 
 def request_loss(frame: pd.DataFrame, metric: str) -> pd.Series:
     """Per-request loss (lower is better) of labelled rows; NaN where there is no label."""
-    labels = frame["label"].map(_scalar)
-    preds = frame["prediction"].map(_scalar)
+    labels = _decoded(frame["label"])
+    preds = _decoded(frame["prediction"])
     has = labels.notna()
     out = pd.Series(np.nan, index=frame.index)
     if metric == "accuracy":
@@ -185,16 +201,41 @@ def paired_comparison(events: pd.DataFrame, metric: str) -> StatTest | None:
 
 def sequential_looks(loss_a: np.ndarray, loss_b: np.ndarray, every: int, tau: float) -> pd.DataFrame:
     """The comparison after every ``every`` labelled requests per variant (time order), with the
-    running-minimum always-valid p-value: what an analyst looking at each step would have seen."""
-    rows, best = [], 1.0
-    for k in range(every, min(len(loss_a), len(loss_b)) + 1, every):
-        c = compare_means(loss_a[:k], loss_b[:k])
-        best = min(best, msprt_p_value(c.difference, c.variance, tau))
-        rows.append({"n_per_variant": k, "metric_a": c.mean_a, "metric_b": c.mean_b,
-                     "sd_a": float(loss_a[:k].std(ddof=1)), "sd_b": float(loss_b[:k].std(ddof=1)),
-                     "difference": c.difference,
-                     "ci_low": c.ci_low, "ci_high": c.ci_high, "p_fixed": c.p_value, "always_valid_p": best})
-    return pd.DataFrame(rows)
+    running-minimum always-valid p-value: what an analyst looking at each step would have seen.
+
+    Vectorised over the looks with running sums, so a million labelled requests (20,000 looks) cost
+    about as much as one pass; each row equals :func:`compare_means` on the first k requests of
+    each variant (tested against it).
+    """
+    n = min(len(loss_a), len(loss_b))
+    k = np.arange(every, n + 1, every)
+    columns = ["n_per_variant", "metric_a", "metric_b", "sd_a", "sd_b", "difference", "ci_low", "ci_high",
+               "p_fixed", "always_valid_p"]
+    k = k[k >= 2]
+    if not len(k):
+        return pd.DataFrame(columns=columns)
+
+    def running(loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values = np.asarray(loss[:n], dtype=float)
+        total, squares = np.cumsum(values)[k - 1], np.cumsum(values * values)[k - 1]
+        mean = total / k
+        var = np.clip((squares - total * mean) / (k - 1), 0.0, None)  # sample variance, >= 0 after rounding
+        return mean, var
+
+    mean_a, var_a = running(loss_a)
+    mean_b, var_b = running(loss_b)
+    diff = mean_b - mean_a
+    var = var_a / k + var_b / k
+    positive = var > 0
+    safe = np.where(positive, var, 1.0)
+    denominator = np.where(positive, (var_a / k) ** 2 / (k - 1) + (var_b / k) ** 2 / (k - 1), 1.0)
+    dof = np.where(denominator > 0, safe ** 2 / np.where(denominator > 0, denominator, 1.0), np.inf)
+    half = np.where(positive, stats.t.ppf(0.975, dof) * np.sqrt(safe), 0.0)
+    p_fixed = np.where(positive, 2 * stats.t.sf(np.abs(diff) / np.sqrt(safe), dof), np.where(diff == 0, 1.0, 0.0))
+    msprt = msprt_p_values(diff, var, tau)
+    return pd.DataFrame({"n_per_variant": k, "metric_a": mean_a, "metric_b": mean_b, "sd_a": np.sqrt(var_a),
+                         "sd_b": np.sqrt(var_b), "difference": diff, "ci_low": diff - half, "ci_high": diff + half,
+                         "p_fixed": p_fixed, "always_valid_p": np.minimum.accumulate(msprt)})
 
 
 def analyse(events: pd.DataFrame, experiment: Experiment, task: str, cfg: ABConfig) -> Analysis:

@@ -96,11 +96,17 @@ def msprt_p_value(difference: float, variance: float, tau: float) -> float:
 
     and 1 / L is a p-value valid at any stopping time. :func:`always_valid_p_values` takes the
     running minimum over looks."""
-    if variance <= 0:
-        return 1.0 if difference == 0 else 0.0
+    return float(msprt_p_values(np.array([difference]), np.array([variance]), tau)[0])
+
+
+def msprt_p_values(difference: np.ndarray, variance: np.ndarray, tau: float) -> np.ndarray:
+    """:func:`msprt_p_value` of many looks at once (a zero variance: 1 if no difference, else 0)."""
+    difference, variance = np.asarray(difference, dtype=float), np.asarray(variance, dtype=float)
+    positive = variance > 0
+    v = np.where(positive, variance, 1.0)
     tau2 = tau * tau
-    log_l = 0.5 * math.log(variance / (variance + tau2)) + tau2 * difference ** 2 / (2 * variance * (variance + tau2))
-    return float(min(1.0, math.exp(-log_l)))
+    log_l = 0.5 * np.log(v / (v + tau2)) + tau2 * difference ** 2 / (2 * v * (v + tau2))
+    return np.where(positive, np.minimum(1.0, np.exp(-log_l)), np.where(difference == 0, 1.0, 0.0))
 
 
 def always_valid_interval(difference: float, variance: float, tau: float, alpha: float) -> tuple[float, float]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,16 @@ from lake.tables import MODEL_ALIASES, MODEL_ALIASES_SCHEMA, MODEL_REGISTRY, MOD
 
 log = logging.getLogger(__name__)
 ALIASES = ("prod", "staging", "previous", "fallback")
+
+
+def _link_or_copy(src: str, dst: str) -> str:
+    """copytree's copy function: a hard link, or a copy where the file system refuses links."""
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        log.info("cannot hard-link %s (%s): copying it", src, exc)
+        shutil.copy2(src, dst)
+    return dst
 
 
 class IntegrityError(RuntimeError):
@@ -58,7 +69,9 @@ class ModelRegistry:
 
     def register(self, artifact: Path, row: dict[str, Any]) -> int:
         """Copy the artifact's folder (the model file and its interpretation files) to its
-        version folder and add the registry row; returns the version.
+        version folder and add the registry row; returns the version. Files are hard-linked when
+        the folder is on the same file system (the trainers write under the artifacts folder): a
+        430 MiB forest is then not written twice.
 
         The version number is claimed by a compare-and-swap commit of the registry table, so two
         concurrent registrations get different numbers. The files are in place before the row
@@ -79,7 +92,7 @@ class ModelRegistry:
             folder = self.artifacts_dir / "models" / f"v{version}"
             if folder.exists():  # left by a registration whose commit lost a race or crashed
                 shutil.rmtree(folder)
-            shutil.copytree(artifact.parent, folder)
+            shutil.copytree(artifact.parent, folder, copy_function=_link_or_copy)
             claimed.update(version=version)
             new = pd.DataFrame([{**full, "version": version, "artifact_path": str(folder / artifact.name)}])
             return pd.concat([current, new], ignore_index=True) if len(current) else new

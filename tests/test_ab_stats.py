@@ -157,3 +157,27 @@ def test_always_valid_interval_known_value_and_safe_non_inferiority_under_repeat
     # and an equal B is promoted once the interval is narrow enough
     equal = [_sequential_run(rng, 0.30, 0.30, looks=120, rules=rules) for _ in range(50)]
     assert equal.count(PROMOTE) >= 40
+
+
+def test_vectorised_looks_equal_a_comparison_at_every_look() -> None:
+    """sequential_looks (running sums) against compare_means + msprt_p_value on the first k
+    requests of each variant, look by look: 0/1 losses with a zero-variance start, and log losses."""
+    from assets.ab_analysis import sequential_looks
+
+    rng = np.random.default_rng(11)
+    zero_one_a = np.r_[np.zeros(60), (rng.random(1940) < 0.3).astype(float)]
+    zero_one_b = np.r_[np.zeros(60), (rng.random(2100) < 0.27).astype(float)]
+    log_a, log_b = rng.gamma(1.2, 0.5, 1500), rng.gamma(1.2, 0.48, 1400)
+    for loss_a, loss_b, every in ((zero_one_a, zero_one_b, 20), (log_a, log_b, 37)):
+        looks = sequential_looks(loss_a, loss_b, every, tau=0.02)
+        assert list(looks["n_per_variant"]) == list(range(every, min(len(loss_a), len(loss_b)) + 1, every))
+        best = 1.0
+        for row in looks.itertuples():
+            k = row.n_per_variant
+            c = compare_means(loss_a[:k], loss_b[:k])
+            best = min(best, msprt_p_value(c.difference, c.variance, 0.02))
+            assert row.difference == pytest.approx(c.difference, abs=1e-12)
+            assert (row.ci_low, row.ci_high) == pytest.approx((c.ci_low, c.ci_high), abs=1e-9)
+            assert row.p_fixed == pytest.approx(c.p_value, abs=1e-9)
+            assert row.always_valid_p == pytest.approx(best, rel=1e-9, abs=1e-300)
+            assert row.sd_a == pytest.approx(loss_a[:k].std(ddof=1), abs=1e-9)

@@ -1,5 +1,6 @@
 """Delta writes under concurrency and crashes: never a duplicate, never a half-written table."""
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,3 +103,22 @@ def test_merge_adds_a_column_declared_later_to_an_older_table(lake: Lake) -> Non
     rows = lake.read("events").sort_values("request_id").reset_index(drop=True)
     assert list(rows.columns) == ["request_id", "prediction", "error"]
     assert rows["error"].tolist() == [None, None, "boom"]
+
+
+def test_registering_links_the_artifact_instead_of_writing_it_twice(tmp_path: Path) -> None:
+    """The trainers write under the artifacts folder, so registration hard-links: same inode, and
+    the version survives the trainer removing its temporary folder."""
+    from lake.registry import ModelRegistry
+
+    registry = ModelRegistry(Lake(str(tmp_path / "lake")), tmp_path / "artifacts")
+    work = tmp_path / "artifacts" / "tmp-run"
+    (work / "interpretation").mkdir(parents=True)
+    artifact = work / "model.joblib"
+    artifact.write_bytes(b"model bytes" * 1000)
+    (work / "interpretation" / "shap.json").write_text("{}")
+    version = registry.register(artifact, {"algorithm": "test", "task": "classification"})
+    stored = Path(registry.get(version)["artifact_path"])
+    assert stored.stat().st_ino == artifact.stat().st_ino
+    assert (stored.parent / "interpretation" / "shap.json").read_text() == "{}"
+    shutil.rmtree(work)
+    assert stored.read_bytes() == b"model bytes" * 1000 and stored.stat().st_nlink == 1
