@@ -8,8 +8,8 @@ data root come from ``LAKEHOUSE_CONFIG`` / ``LAKEHOUSE_DATA`` (or the defaults);
 
 import dagster as dg
 
-from assets.ab_assets import AB_ANALYSIS_JOB, ab_analysis, build_ab_sensor, promote_job
-from assets.ab_events_asset import AB_EVENTS_JOB, ab_events, build_event_log_sensor
+from assets.ab_assets import AB_ANALYSIS_JOB, ab_analysis, promote_job
+from assets.ab_events_asset import AB_EVENTS_JOB, ab_events
 from assets.drift_asset import drift
 from assets.eda_asset import eda_report
 from assets.ingest_assets import build_quality_asset, cleaned, features, raw
@@ -17,6 +17,7 @@ from assets.partitions import batches_partitions
 from assets.resources import LakehouseResource
 from assets.training_asset import RETRAIN_JOB, candidate_models, summary_report
 from config import load_config
+from sensors.ab import build_ab_sensor, build_event_log_sensor
 from sensors.drift import DRIFT_JOB, build_drift_schedule, build_drift_sensor
 from sensors.inbox import INGEST_JOB, build_inbox_sensor
 

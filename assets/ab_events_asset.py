@@ -1,14 +1,11 @@
 """``ab_events``: the router's closed event-log segments -> `ab_events` / `ab_feedback` (thin wrapper)."""
 
-import time
-
 import dagster as dg
 
 from assets.ab_events import ingest_event_log
 from assets.metadata import numbers
 from assets.resources import LakehouseResource
 from lake.tables import AB_EVENTS, AB_FEEDBACK
-from router.event_log import closed_segments
 
 AB_EVENTS_JOB = "ab_events_job"
 
@@ -33,20 +30,3 @@ def ab_events(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -
         "sealed_orphans": dg.MetadataValue.json(outcome.sealed),
         "ab_events_uri": dg.MetadataValue.path(lake.uri(AB_EVENTS)),
     })
-
-
-def build_event_log_sensor(poll_seconds: int) -> dg.SensorDefinition:
-    @dg.sensor(name="event_log_sensor", job_name=AB_EVENTS_JOB, minimum_interval_seconds=poll_seconds,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Closed segments in the router's event log -> an ab_events_job run.")
-    def event_log_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
-        segments = closed_segments(lakehouse.paths().events)
-        if not segments:
-            return dg.SkipReason("no closed event-log segments")
-        # one run per set of segments (a run in progress keeps them until it moves them); the
-        # 10-minute bucket lets a failed run be retried even when no new segment arrives
-        key = f"segments:{segments[0].name}:{segments[-1].name}:{len(segments)}:{int(time.time() // 600)}"
-        context.log.info("event log: %d closed segment(s) waiting", len(segments))
-        return dg.RunRequest(run_key=key, tags={"lakehouse/trigger": "event_log_sensor"})
-
-    return event_log_sensor
