@@ -6,19 +6,51 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from assets.ab_analysis import analyse, labelled_events
+from assets.ab_analysis import Analysis, analyse, labelled_events
 from assets.ab_events_asset import ab_events
 from assets.ab_report import write_report
 from assets.metadata import numbers
 from assets.promotion import promote, rollback
 from assets.resources import LakehouseResource
+from config.schema import ABConfig
 from lake.experiments import RUNNING, ExperimentStore
 
 AB_ANALYSIS_JOB = "ab_analysis_job"
 PROMOTE_JOB = "promote_job"
 
 
+SRM_CHECK, LABELS_CHECK = "no_sample_ratio_mismatch", "labels_arrive_evenly"
+
+
+def _health_checks(analysis: Analysis | None, cfg: ABConfig) -> list[dg.AssetCheckResult]:
+    """The two conditions that block any decision, as asset checks (red in the UI when they fail)."""
+    if analysis is None:
+        return [dg.AssetCheckResult(check_name=name, passed=True, description="no running experiment")
+                for name in (SRM_CHECK, LABELS_CHECK)]
+    srm, labels = analysis.srm, analysis.labels
+    users = {v: f.users for v, f in analysis.variants.items()}
+    return [
+        dg.AssetCheckResult(
+            check_name=SRM_CHECK, passed=bool(srm.p_value >= cfg.srm_alpha), severity=dg.AssetCheckSeverity.ERROR,
+            description=f"users per variant {users} against {analysis.experiment.ab_split_b:.0%} to B: "
+                        f"chi-square p={srm.p_value:.3g} (fails below {cfg.srm_alpha})",
+            metadata={"p_value": float(srm.p_value), "observed_b": srm.detail.get("observed_b") or 0.0,
+                      "expected_b": float(analysis.experiment.ab_split_b)}),
+        dg.AssetCheckResult(
+            check_name=LABELS_CHECK, passed=bool(labels.p_value >= cfg.label_alpha),
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"labelled share A {labels.detail.get('labelled_share_a')}, B "
+                        f"{labels.detail.get('labelled_share_b')}: chi-square p={labels.p_value:.3g} "
+                        f"(fails below {cfg.label_alpha})",
+            metadata={"p_value": float(labels.p_value)}),
+    ]
+
+
 @dg.asset(group_name="ab_test", deps=[ab_events], kinds={"scipy", "html"},
+          check_specs=[dg.AssetCheckSpec(SRM_CHECK, asset="ab_analysis", description="Users per variant match the "
+                                         "experiment's split (chi-square); a mismatch blocks any decision."),
+                       dg.AssetCheckSpec(LABELS_CHECK, asset="ab_analysis", description="A and B get labels at "
+                                         "the same rate (chi-square); uneven labels block any decision.")],
           description="The running experiment from the request log: per-variant requests, users, labelled "
                       "share, metric, latency, fallback share; SRM and label balance; B - A with a 95% CI; the "
                       "always-valid (mSPRT) p-value over every look; the required sample; the decision "
@@ -28,7 +60,8 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
     store = ExperimentStore(lake)
     experiment = store.running()
     if experiment is None:
-        return dg.MaterializeResult(metadata={"decision": "none", "reason": "no running experiment"})
+        return dg.MaterializeResult(metadata={"decision": "none", "reason": "no running experiment"},
+                                    check_results=_health_checks(None, cfg.ab))
     events = labelled_events(lake, experiment.experiment_id)
     analysis = analyse(events, experiment, cfg.dataset.task, cfg.ab)
     store.update(experiment.experiment_id, actor=f"ab_analysis:{context.run_id}", reason=analysis.decision.reason,
@@ -53,7 +86,7 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
             f"| errors |\n"
             f"|---|---|---|---|---|---|---|---|\n{table}"),
         "report": dg.MetadataValue.path(str(report)),
-    })
+    }, check_results=_health_checks(analysis, cfg.ab))
 
 
 class PromoteConfig(dg.Config):

@@ -94,6 +94,8 @@ def test_the_loop_promotes_a_better_staging(tmp_path: Path) -> None:
     [mat] = analysis.asset_materializations_for_node("ab_analysis")
     meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     assert meta["decision"] == "promote", meta["reason"]
+    checks = {e.check_name: e.passed for e in analysis.get_asset_check_evaluations()}
+    assert checks == {"each_request_once": True, "no_sample_ratio_mismatch": True, "labels_arrive_evenly": True}
     assert meta["requests_A"] + meta["requests_B"] == answered and meta["metric_B"] < meta["metric_A"]
     # every request was also scored by the other model in shadow: the paired test sees it at once
     events = pipe.lake.read("ab_events")

@@ -68,3 +68,34 @@ def test_the_cursor_follows_table_versions_and_counts_labelled_requests(tmp_path
     assert promote.run_config["ops"]["apply_decision"]["config"]["action"] == "promote"
     again, cursor, _ = plan_ab_requests(lake, cursor, 100, auto_promote=True)
     assert again == []  # a decision is sent to promote_job once
+
+
+def test_asset_checks_flag_a_sample_ratio_mismatch_and_a_duplicated_request(tmp_path: Path) -> None:
+    """ab_analysis's checks fail (ERROR) on a log where every user landed in A of a 50/50 split;
+    ab_events' check fails when a request appears twice in the table."""
+    import dagster as dg
+
+    from tests.test_ingest_pipeline import Pipeline
+
+    pipe = Pipeline(tmp_path)
+    experiment = ExperimentStore(pipe.lake).ensure(1, 2, 0.5, actor="test")
+    _requests(pipe.lake, experiment.experiment_id, 300, labelled=300)
+    job = pipe.defs.resolve_job_def("ab_analysis_job")
+
+    def checks() -> dict[str, dg.AssetCheckEvaluation]:
+        result = job.execute_in_process(instance=pipe.instance)
+        assert result.success
+        return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+    found = checks()
+    srm = found["no_sample_ratio_mismatch"]
+    assert not srm.passed and srm.severity == dg.AssetCheckSeverity.ERROR and "{'A': 300, 'B': 0}" in srm.description
+    assert found["labels_arrive_evenly"].passed and found["each_request_once"].passed
+    row = ExperimentStore(pipe.lake).get(experiment.experiment_id)
+    assert row.status == "running"
+    assert ExperimentStore(pipe.lake).all().iloc[-1]["decision"] == "continue"  # blocked, not decided
+
+    one = pipe.lake.read(AB_EVENTS).head(1)
+    pipe.lake.append(AB_EVENTS, one, schema=AB_EVENTS_SCHEMA)  # what an at-least-once writer would do
+    duplicated = checks()["each_request_once"]
+    assert not duplicated.passed and duplicated.metadata["duplicated"].value == 1
