@@ -30,7 +30,7 @@ from assets.drift_stats import (
     numeric_drift,
     persistent,
 )
-from assets.training import class_labels, evaluate, higher_is_better, model_frame
+from assets.training import class_labels, higher_is_better, metrics_of, model_frame, model_outputs
 from config.schema import BATCH_ID_PATTERN, DriftConfig, PipelineConfig
 from features import FeatureSpec
 from lake.delta import Lake
@@ -126,14 +126,16 @@ def _lengths(values: pd.Series) -> np.ndarray:
     return values.astype("object").where(values.notna()).str.len().to_numpy(dtype=float, na_value=np.nan)
 
 
-def prediction_values(model: Any, frame: pd.DataFrame, spec: FeatureSpec) -> pd.Series:
+def prediction_values(model: Any, frame: pd.DataFrame, spec: FeatureSpec,
+                      outputs: tuple[np.ndarray, np.ndarray | None] | None = None) -> pd.Series:
     """What prod outputs for ``frame``: the positive-class probability (binary), the predicted
-    label (multiclass) or the predicted value (regression)."""
-    x = model_frame(frame, spec, with_target=False)
-    if spec.task == "classification" and len(class_labels(model)) == 2:
-        return pd.Series(model.predict_proba(x)[:, 1], index=frame.index)
-    pred = pd.Series(model.predict(x), index=frame.index)
-    return pred.astype(str) if spec.task == "classification" else pred.astype(float)
+    label (multiclass) or the predicted value (regression). ``outputs``: :func:`model_outputs` of
+    ``frame`` when the caller has them already."""
+    pred, proba = outputs if outputs is not None else model_outputs(model, frame, spec)
+    if spec.task == "classification" and proba is not None and proba.shape[1] == 2:
+        return pd.Series(proba[:, 1], index=frame.index)
+    out = pd.Series(pred, index=frame.index)
+    return out.astype(str) if spec.task == "classification" else out.astype(float)
 
 
 def reference_predictions(model: Any, prod_row: dict, reference: pd.DataFrame, spec: FeatureSpec) -> pd.Series:
@@ -176,17 +178,22 @@ def importance_of(prod_row: dict) -> dict[str, float]:
     return {r["feature"]: float(r["importance_mean"]) for r in json.loads(path.read_text())}
 
 
-def model_drift(model: Any, prod_row: dict, current: pd.DataFrame, spec: FeatureSpec,
-                cfg: PipelineConfig) -> dict[str, Any]:
-    """Prod's metric on the labelled rows of the batch against its hold-out metric at registration."""
+def model_drift(model: Any, prod_row: dict, current: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, *,
+                outputs: tuple[np.ndarray, np.ndarray | None]) -> dict[str, Any]:
+    """Prod's metric on the labelled rows of the batch against its hold-out metric at registration;
+    ``outputs``: prod's :func:`model_outputs` on the whole batch (scored once for this and for
+    the prediction-drift row)."""
     metric = cfg.sort_metric
-    labelled = current[current[spec.target].notna()]
+    labelled = current[spec.target].notna().to_numpy()
     reference = json.loads(prod_row["holdout_metrics"]).get(metric)
     out: dict[str, Any] = {"model_metric": metric, "model_metric_reference": reference,
                            "model_metric_current": None, "model_drop": None, "model_drifted": False}
-    if reference is None or len(labelled) < cfg.drift.min_current_rows:
+    if reference is None or labelled.sum() < cfg.drift.min_current_rows:
         return out
-    value = evaluate(model, labelled, spec).get(metric)
+    pred, proba = outputs
+    y = model_frame(current[labelled], spec)[spec.target]
+    labels = class_labels(model) if spec.task == "classification" else None
+    value = metrics_of(y, pred[labelled], None if proba is None else proba[labelled], labels, spec.task).get(metric)
     if value is None:  # e.g. AUC on a batch with one class only
         return out
     drop = metric_drop(value, reference, higher_is_better(metric))
@@ -239,10 +246,11 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
     share = drifted_share(flags, flags.set_index("feature")["importance"].to_dict()
                           if dcfg.weighting == "importance" else None)
 
+    outputs = model_outputs(model, current, spec) if len(current) else None  # once, for both uses below
     extra = []  # reported, not voting: prod's outputs and the labels
     if dcfg.prediction_drift and len(current):
         extra.append(_one(DRIFT_PREDICTION_ROW, reference_predictions(model, prod_row, reference, spec),
-                          prediction_values(model, current, spec), dcfg))
+                          prediction_values(model, current, spec, outputs), dcfg))
     ref_y, cur_y = reference[spec.target].dropna(), current[spec.target].dropna()
     if len(ref_y) and len(cur_y):
         cast = (lambda s: s.astype(str)) if spec.task == "classification" else (lambda s: s.astype(float))
@@ -250,7 +258,8 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
     extra_flags = flag_features(extra, alpha=dcfg.alpha, correction="none", effect=dcfg.effect,
                                 min_effect=dcfg.effect_threshold, min_rows=dcfg.min_current_rows)
 
-    perf = model_drift(model, prod_row, current, spec, cfg) if len(current) else {"model_drifted": False}
+    perf = (model_drift(model, prod_row, current, spec, cfg, outputs=outputs) if len(current)
+            else {"model_drifted": False})
     data_drifted = bool(len(current) >= dcfg.min_current_rows and share >= dcfg.share_threshold)
     drifted = data_drifted or bool(perf["model_drifted"])
     history = [*previous_verdicts(lake, batch_id, aliases["prod"]), drifted]

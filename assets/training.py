@@ -228,21 +228,25 @@ def class_labels(model: Any) -> list:
     return list(model.classes_)
 
 
-def evaluate(model: Any, frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, float]:
-    """Metrics of a fitted pipeline on labelled rows (hold-out or a new batch)."""
+def model_outputs(model: Any, frame: pd.DataFrame, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions and, for classification, class probabilities (columns in :func:`class_labels`
+    order) of a fitted pipeline, in one pass: the most probable class is what the estimators'
+    ``predict`` returns and what the router answers (serving.scoring.ServedModel.predict)."""
+    x = model_frame(frame, spec, with_target=False)
+    if spec.task == "regression":
+        return np.asarray(model.predict(x)), None
+    proba = model.predict_proba(x)
+    return np.asarray(class_labels(model), dtype=object)[np.argmax(proba, axis=1)], proba
+
+
+def metrics_of(y: pd.Series, pred: np.ndarray, proba: np.ndarray | None, labels: list | None,
+               task: str) -> dict[str, float]:
+    """The task's metrics of predictions (and probabilities) against the true values ``y``."""
     from sklearn import metrics as m
 
-    x = model_frame(frame, spec, with_target=False)
-    y = model_frame(frame, spec)[spec.target]
-    if spec.task == "regression":
-        pred = model.predict(x)
+    if task == "regression":
         return {"MAE": float(m.mean_absolute_error(y, pred)),
                 "RMSE": float(np.sqrt(m.mean_squared_error(y, pred))), "R2": float(m.r2_score(y, pred))}
-    # one pass through the pipeline: the most probable class is what the estimators' predict
-    # returns and what the router answers (serving.scoring.ServedModel.predict)
-    proba = model.predict_proba(x)
-    labels = class_labels(model)
-    pred = np.asarray(labels, dtype=object)[np.argmax(proba, axis=1)]
     pred = pred.astype(np.asarray(y).dtype) if np.asarray(y).dtype != object else pred
     out = {"Accuracy": float(m.accuracy_score(y, pred)),
            "F1": float(m.f1_score(y, pred, average="binary" if len(labels) == 2 else "weighted"))}
@@ -251,6 +255,13 @@ def evaluate(model: Any, frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, fl
                            m.roc_auc_score(y, proba, multi_class="ovr", labels=labels))
     out["LogLoss"] = float(m.log_loss(y, proba, labels=labels))
     return out
+
+
+def evaluate(model: Any, frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, float]:
+    """Metrics of a fitted pipeline on labelled rows (hold-out or a new batch)."""
+    pred, proba = model_outputs(model, frame, spec)
+    labels = class_labels(model) if spec.task == "classification" else None
+    return metrics_of(model_frame(frame, spec)[spec.target], pred, proba, labels, spec.task)
 
 
 def gate_decision(candidate: dict[str, float], prod: dict[str, float] | None, cfg: PipelineConfig) -> dict:

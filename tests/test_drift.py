@@ -231,20 +231,23 @@ def test_drift_config_is_validated(tmp_path: Path) -> None:
 
 def test_model_drift_counts_a_metric_drop_even_when_inputs_do_not_move(drifted: Pipeline) -> None:
     from assets.drift import model_drift
+    from assets.training import model_outputs
     from serving.scoring import ServedModel
 
     registry = ModelRegistry(drifted.lake, drifted.paths.artifacts)
     row, model = registry.get(1), registry.load(1)
     spec = ServedModel.from_registry_row(row, model).spec
     holdout = drifted.lake.read_batch(FEATURES, "batch_00003")  # prod's own hold-out: same inputs, same labels
-    same = model_drift(model, row, holdout, spec, drifted.cfg)
+    outputs = model_outputs(model, holdout, spec)  # the labels do not change what prod answers
+    same = model_drift(model, row, holdout, spec, drifted.cfg, outputs=outputs)
     assert same["model_metric"] == "AUC" and same["model_drop"] == pytest.approx(0.0, abs=1e-9)
     assert same["model_drifted"] is False
     flipped = holdout.assign(**{spec.target: 1 - holdout[spec.target]})  # the world changed its mind
-    worse = model_drift(model, row, flipped, spec, drifted.cfg)
+    worse = model_drift(model, row, flipped, spec, drifted.cfg, outputs=outputs)
     assert worse["model_metric_current"] == pytest.approx(1 - same["model_metric_current"])
     assert worse["model_drop"] > drifted.cfg.drift.model_drift_tolerance and worse["model_drifted"] is True
-    few = model_drift(model, row, flipped.head(50), spec, drifted.cfg)  # under min_current_rows: no verdict
+    few = model_drift(model, row, flipped.head(50), spec, drifted.cfg,  # under min_current_rows: no verdict
+                      outputs=tuple(None if o is None else o[:50] for o in outputs))
     assert few["model_drop"] is None and few["model_drifted"] is False
 
 
@@ -310,3 +313,19 @@ def test_prods_reference_predictions_are_computed_once_per_reference(drifted: Pi
     assert model.rows == len(reference) + 100
     assert len(list(folder.glob("drift_reference_predictions-*.parquet"))) == 2
     assert not list(folder.glob("*.tmp"))
+
+
+def test_a_drift_step_scores_the_batch_once_and_the_reference_never_again(
+        drifted: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With prod's reference predictions cached, one comparison runs prod once over the batch (for
+    the prediction-drift row and the model metric together), and over nothing else."""
+    from assets.drift import compute_drift
+
+    registry = ModelRegistry(drifted.lake, drifted.paths.artifacts)
+    prod = registry.aliases()["prod"]
+    counting = _Counting(registry.load(prod))
+    compute_drift(drifted.lake, registry, drifted.cfg, "batch_00004")  # the cache is in place after this
+    monkeypatch.setattr(ModelRegistry, "load", lambda self, version: counting)
+    result = compute_drift(drifted.lake, registry, drifted.cfg, "batch_00004")
+    assert counting.rows == len(drifted.lake.read_batch(FEATURES, "batch_00004"))
+    assert result.verdict["model_metric_current"] is not None
