@@ -1,0 +1,73 @@
+"""A real `dagster-daemon` for the integration tests: started as a subprocess against the test's
+DAGSTER_HOME and data root, stopped (with the runs it launched) once a condition holds or a
+deadline passes; and the runs it recorded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+
+from lake.paths import PROJECT_ROOT
+from tests.test_ingest_pipeline import Pipeline
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # the daemon and the runs it launched
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def run_daemon_until(pipe: Pipeline, done: Callable[[], bool], what: str, wait_seconds: float,
+                     before: Callable[[], None] | None = None) -> None:
+    """Run the daemon on ``pipe``'s instance home and config until ``done()`` (checked every 2 s);
+    ``before`` runs once the daemon is up (e.g. dropping a file into the inbox). Fails with the
+    daemon's log tail when it exits or ``what`` has not happened in ``wait_seconds``."""
+    home = pipe.paths.dagster_home
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "LAKEHOUSE_CONFIG": str(pipe.config_path),
+           "LAKEHOUSE_DATA": str(pipe.paths.root),
+           "PYCARET_CUSTOM_LOGGING_PATH": str(pipe.paths.logs / "pycaret.log")}
+    log_path = pipe.paths.root / "daemon.log"
+    daemon = Path(sys.executable).with_name("dagster-daemon")
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([str(daemon), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")], cwd=PROJECT_ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        if before is not None:
+            before()
+        deadline = time.monotonic() + wait_seconds
+        while not done():
+            assert proc.poll() is None, f"the daemon exited:\n{log_path.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"{what} not within {wait_seconds}s:\n{log_path.read_text()[-3000:]}"
+            time.sleep(2)
+    finally:
+        _stop(proc)
+
+
+def daemon_runs(pipe: Pipeline) -> dict[str, list[dg.DagsterRun]]:
+    """The runs the daemon recorded in ``pipe``'s instance home, by job name (newest first)."""
+    os.environ["DAGSTER_HOME"], saved = str(pipe.paths.dagster_home), os.environ.get("DAGSTER_HOME")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            runs = instance.get_runs()
+    finally:
+        if saved is None:
+            del os.environ["DAGSTER_HOME"]
+        else:
+            os.environ["DAGSTER_HOME"] = saved
+    by_job: dict[str, list[dg.DagsterRun]] = {}
+    for run in runs:
+        by_job.setdefault(run.job_name, []).append(run)
+    return by_job
