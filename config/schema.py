@@ -386,7 +386,8 @@ class ABConfig(_Strict):
     srm_alpha: float = Field(default=0.001, gt=0, lt=0.05)
     label_alpha: float = Field(default=0.001, gt=0, lt=0.05)
     non_inferiority_margin: float | None = Field(default=None, gt=0, description="Promote a B whose loss "
-                                                 "is at most this much worse (upper 95% bound).")
+                                                 "is at most this much worse (the always-valid 95% upper bound; "
+                                                 "null: B must be significantly better).")
     latency_p95_ratio: float = Field(default=1.25, ge=1)
     fallback_share_margin: float = Field(default=0.05, ge=0)
     error_rate_margin: float = Field(default=0.01, ge=0, description="Guardrail: B's error rate (requests on "
@@ -396,7 +397,7 @@ class ABConfig(_Strict):
     auto_promote: bool = Field(default=False, description="ab_sensor launches promote_job itself on a "
                                "promote / rollback decision.")
     min_new_labels: int = Field(default=100, ge=1, description="ab_sensor analyses again after this many "
-                                "new labels.")
+                                "more labelled requests of the running experiment.")
     sensor_poll_seconds: int = Field(default=60, ge=1)
 
 
