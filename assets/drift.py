@@ -246,7 +246,10 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
     share = drifted_share(flags, flags.set_index("feature")["importance"].to_dict()
                           if dcfg.weighting == "importance" else None)
 
-    outputs = model_outputs(model, current, spec) if len(current) else None  # once, for both uses below
+    # prod scores the batch once, for the prediction-drift row and for its metric on the labels
+    scored = len(current) and (dcfg.prediction_drift
+                               or current[spec.target].notna().sum() >= dcfg.min_current_rows)
+    outputs = model_outputs(model, current, spec) if scored else (np.empty(0), None)
     extra = []  # reported, not voting: prod's outputs and the labels
     if dcfg.prediction_drift and len(current):
         extra.append(_one(DRIFT_PREDICTION_ROW, reference_predictions(model, prod_row, reference, spec),
