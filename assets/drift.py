@@ -30,7 +30,14 @@ from assets.drift_stats import (
     numeric_drift,
     persistent,
 )
-from assets.training import class_labels, higher_is_better, metrics_of, model_frame, model_outputs
+from assets.training import (
+    class_labels,
+    higher_is_better,
+    metrics_of,
+    model_frame,
+    model_outputs,
+    time_ordered,
+)
 from config.schema import BATCH_ID_PATTERN, DriftConfig, PipelineConfig
 from features import FeatureSpec
 from lake.delta import Lake
@@ -43,7 +50,6 @@ from lake.tables import (
     DRIFT_PREDICTION_ROW,
     DRIFT_SCHEMA,
     DRIFT_TARGET_ROW,
-    EVENT_TIME_COLUMN,
     FEATURES,
 )
 from serving.scoring import ServedModel
@@ -91,7 +97,7 @@ def reference_frame(lake: Lake, prod_row: dict, target: str, max_rows: int) -> t
         raise ValueError(f"prod v{prod_row['version']} names no valid training batches: {batches}")
     where = f"{BATCH_COLUMN} IN ({', '.join(repr(b) for b in batches)})"
     frame = lake.read(FEATURES, where=where, version=version)
-    frame = frame[frame[target].notna()].sort_values(EVENT_TIME_COLUMN, kind="stable")
+    frame = time_ordered(frame[frame[target].notna()])
     if frame.empty:
         raise LookupError(f"`features` v{version} has no rows of prod v{prod_row['version']}'s training "
                           f"batches {batches}: the table was vacuumed or rewritten")
@@ -232,7 +238,7 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
     model = registry.load(aliases["prod"])
     spec = ServedModel.from_registry_row(prod_row, model).spec
     reference, ref_version = reference_frame(lake, prod_row, spec.target, dcfg.reference_max_rows)
-    current = lake.read_batch(FEATURES, batch_id).sort_values(EVENT_TIME_COLUMN, kind="stable")
+    current = time_ordered(lake.read_batch(FEATURES, batch_id))
 
     drifts = feature_drifts(reference, current, spec, dcfg)
     flags = flag_features(drifts, alpha=dcfg.alpha, correction=dcfg.correction, effect=dcfg.effect,

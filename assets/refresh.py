@@ -34,6 +34,7 @@ from assets.training import (
     model_frame,
     params_of,
     run_search,
+    time_ordered,
 )
 from config import config_hash
 from config.schema import PipelineConfig
@@ -71,7 +72,7 @@ def refresh_data(features: pd.DataFrame, prod_row: dict, cfg: PipelineConfig) ->
 
     def rows(batches: list[str]) -> pd.DataFrame:
         part = labelled[labelled[BATCH_COLUMN].isin(batches)]
-        return part.sort_values(EVENT_TIME_COLUMN, kind="stable").reset_index(drop=True)
+        return time_ordered(part).reset_index(drop=True)
 
     return TrainingData(rows(train_batches), rows(holdout), train_batches, holdout)
 

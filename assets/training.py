@@ -44,6 +44,15 @@ class TrainingData:
     holdout_batches: list[str]
 
 
+def time_ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in event-time order, ties broken by the rows' content: the same table gives the same
+    order whatever order its files were read in (the time is hourly in the default data, so many
+    rows tie, and the read order follows file names that change with every write). Training
+    folds, the row cap and the drift reference sample depend on this order."""
+    key = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return frame.iloc[np.lexsort((key, frame[EVENT_TIME_COLUMN].to_numpy()))]
+
+
 def select_training_data(features: pd.DataFrame, cfg: PipelineConfig) -> TrainingData:
     """Split the ``features`` table by batch in time order: hold-out = the most recent batches
     holding at least ``holdout_min_rows`` rows; training = the batches before (the last
@@ -60,11 +69,11 @@ def select_training_data(features: pd.DataFrame, cfg: PipelineConfig) -> Trainin
                          f"{int(sizes.sum())} labelled rows are all needed for the hold-out "
                          f"(training.holdout_min_rows = {t.holdout_min_rows})")
     train_batches = order[-t.window_batches:] if t.window_batches else order
-    train = labelled[labelled[BATCH_COLUMN].isin(train_batches)].sort_values(EVENT_TIME_COLUMN, kind="stable")
+    train = time_ordered(labelled[labelled[BATCH_COLUMN].isin(train_batches)])
     if t.max_train_rows and len(train) > t.max_train_rows:
         train = train.iloc[-t.max_train_rows:]
         train_batches = [b for b in train_batches if b in set(train[BATCH_COLUMN])]
-    holdout = labelled[labelled[BATCH_COLUMN].isin(holdout_batches)].sort_values(EVENT_TIME_COLUMN, kind="stable")
+    holdout = time_ordered(labelled[labelled[BATCH_COLUMN].isin(holdout_batches)])
     return TrainingData(train.reset_index(drop=True), holdout.reset_index(drop=True), train_batches, holdout_batches)
 
 

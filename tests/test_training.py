@@ -241,3 +241,20 @@ def test_candidate_models_metadata_links_interpretation(trained: Pipeline) -> No
     for kind in ("permutation_importance", "permutation_importance_plot", "shap"):
         assert Path(metadata[f"interpretation_{kind}"].value).exists()
     assert metadata["holdout_AUC"].value > 0.7
+
+
+def test_time_order_does_not_depend_on_the_order_rows_were_read_in() -> None:
+    """Hourly times tie; the files of a Delta table are read in an order that changes with every
+    write: the order (and so the folds, the row cap and the reference sample) must not."""
+    from assets.training import time_ordered
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"event_time": pd.to_datetime("2024-01-01", utc=True)
+                          + pd.to_timedelta(rng.integers(0, 5, 400), unit="h"),
+                          "x": rng.normal(size=400), "city": rng.choice(["Oslo", None, "Lima"], 400)})
+    once = time_ordered(frame).reset_index(drop=True)
+    for seed in range(3):
+        shuffled = frame.sample(frac=1.0, random_state=seed)
+        pd.testing.assert_frame_equal(time_ordered(shuffled).reset_index(drop=True), once)
+    assert once["event_time"].is_monotonic_increasing
+    assert sorted(map(tuple, once.astype(str).to_numpy())) == sorted(map(tuple, frame.astype(str).to_numpy()))
