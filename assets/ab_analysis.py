@@ -22,6 +22,7 @@ from assets.ab_stats import (
     DecisionRules,
     StatTest,
     compare_means,
+    compare_paired,
     decide,
     label_balance_test,
     mcnemar_test,
@@ -178,34 +179,44 @@ def _figures(frame: pd.DataFrame, loss: pd.Series) -> VariantFigures:
         errors=errors, error_rate=errors / len(frame) if len(frame) else 0.0)
 
 
-def paired_comparison(events: pd.DataFrame, metric: str) -> StatTest | None:
-    """McNemar (accuracy) or Wilcoxon (other losses) on labelled requests that both models scored:
-    the served one and the other variant's in shadow. Far fewer samples than the split needs,
-    since each request is its own control."""
+def paired_losses(events: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """A's and B's loss on each labelled request that both models scored (the served one and the
+    other variant's in shadow), in time order."""
     if "shadow_prediction" not in events or events.empty:
-        return None
+        return np.empty(0), np.empty(0)
     both = events[events["shadow_prediction"].notna() & events["label"].notna()]
     if both.empty:
-        return None
+        return np.empty(0), np.empty(0)
     served = request_loss(both, metric)
     shadow = request_loss(both.assign(prediction=both["shadow_prediction"],
                                       probability=both["shadow_probability"]), metric)
     is_a = both["variant"] == A
-    loss_a = served.where(is_a, shadow).to_numpy()
-    loss_b = shadow.where(is_a, served).to_numpy()
+    return served.where(is_a, shadow).to_numpy(), shadow.where(is_a, served).to_numpy()
+
+
+def paired_comparison(events: pd.DataFrame, metric: str) -> StatTest | None:
+    """McNemar (accuracy) or Wilcoxon (other losses) on labelled requests that both models scored:
+    the served one and the other variant's in shadow. Far fewer samples than the split needs,
+    since each request is its own control."""
+    loss_a, loss_b = paired_losses(events, metric)
+    if not len(loss_a):
+        return None
     if metric == "accuracy":
         result = mcnemar_test(int(((loss_a == 0) & (loss_b == 1)).sum()), int(((loss_a == 1) & (loss_b == 0)).sum()))
-        return StatTest(result.statistic, result.p_value, {**result.detail, "pairs": len(both)})
+        return StatTest(result.statistic, result.p_value, {**result.detail, "pairs": len(loss_a)})
     return paired_test(loss_a, loss_b)
 
 
-def sequential_looks(loss_a: np.ndarray, loss_b: np.ndarray, every: int, tau: float) -> pd.DataFrame:
+def sequential_looks(loss_a: np.ndarray, loss_b: np.ndarray, every: int, tau: float, *,
+                     paired: bool = False) -> pd.DataFrame:
     """The comparison after every ``every`` labelled requests per variant (time order), with the
     running-minimum always-valid p-value: what an analyst looking at each step would have seen.
+    With ``paired``, ``loss_a[i]`` and ``loss_b[i]`` are the two models on the same request and
+    each look is the paired comparison of the first k pairs.
 
     Vectorised over the looks with running sums, so a million labelled requests (20,000 looks) cost
-    about as much as one pass; each row equals :func:`compare_means` on the first k requests of
-    each variant (tested against it).
+    about as much as one pass; each row equals :func:`compare_means` (:func:`compare_paired`) on the
+    first k requests of each variant (tested against it).
     """
     n = min(len(loss_a), len(loss_b))
     k = np.arange(every, n + 1, every)
@@ -225,11 +236,18 @@ def sequential_looks(loss_a: np.ndarray, loss_b: np.ndarray, every: int, tau: fl
     mean_a, var_a = running(loss_a)
     mean_b, var_b = running(loss_b)
     diff = mean_b - mean_a
-    var = var_a / k + var_b / k
+    if paired:
+        _, var_d = running(np.asarray(loss_b[:n], dtype=float) - np.asarray(loss_a[:n], dtype=float))
+        var = var_d / k
+    else:
+        var = var_a / k + var_b / k
     positive = var > 0
     safe = np.where(positive, var, 1.0)
-    denominator = np.where(positive, (var_a / k) ** 2 / (k - 1) + (var_b / k) ** 2 / (k - 1), 1.0)
-    dof = np.where(denominator > 0, safe ** 2 / np.where(denominator > 0, denominator, 1.0), np.inf)
+    if paired:
+        dof = (k - 1).astype(float)
+    else:  # Welch-Satterthwaite
+        denominator = np.where(positive, (var_a / k) ** 2 / (k - 1) + (var_b / k) ** 2 / (k - 1), 1.0)
+        dof = np.where(denominator > 0, safe ** 2 / np.where(denominator > 0, denominator, 1.0), np.inf)
     half = np.where(positive, stats.t.ppf(0.975, dof) * np.sqrt(safe), 0.0)
     p_fixed = np.where(positive, 2 * stats.t.sf(np.abs(diff) / np.sqrt(safe), dof), np.where(diff == 0, 1.0, 0.0))
     msprt = msprt_p_values(diff, var, tau)
@@ -247,13 +265,20 @@ def analyse(events: pd.DataFrame, experiment: Experiment, task: str, cfg: ABConf
     figures = {v: _figures(by[v], loss[by[v].index]) for v in (A, B)}
     srm = srm_test(figures[A].users, figures[B].users, experiment.ab_split_b)
     labels = label_balance_test(figures[A].labelled, figures[A].requests, figures[B].labelled, figures[B].requests)
-    loss_a = loss[by[A].index].dropna().to_numpy()
-    loss_b = loss[by[B].index].dropna().to_numpy()
-    comparison = compare_means(loss_a, loss_b) if min(len(loss_a), len(loss_b)) >= 2 else None
+    paired = cfg.decision_basis == "paired"
+    if paired:  # both models on the same requests: the spread that matters is the differences'
+        loss_a, loss_b = paired_losses(events, metric)
+        compare, spread = compare_paired, (loss_b - loss_a) if len(loss_a) else loss_a
+    else:
+        loss_a = loss[by[A].index].dropna().to_numpy()
+        loss_b = loss[by[B].index].dropna().to_numpy()
+        compare, spread = compare_means, loss_a
+    comparison = compare(loss_a, loss_b) if min(len(loss_a), len(loss_b)) >= 2 else None
     required = None
-    if len(loss_a) >= 2 and loss_a.std(ddof=1) > 0:
-        required = max(cfg.min_samples, required_sample_size(cfg.mde, float(loss_a.std(ddof=1)), cfg.alpha, cfg.power))
-    looks = sequential_looks(loss_a, loss_b, cfg.look_every, cfg.mde)
+    if len(spread) >= 2 and spread.std(ddof=1) > 0:
+        required = max(cfg.min_samples, required_sample_size(cfg.mde, float(spread.std(ddof=1)), cfg.alpha,
+                                                             cfg.power, paired=paired))
+    looks = sequential_looks(loss_a, loss_b, cfg.look_every, cfg.mde, paired=paired)
     always_valid = float(looks["always_valid_p"].iloc[-1]) if len(looks) else None
     rules = DecisionRules(alpha=cfg.alpha, srm_alpha=cfg.srm_alpha, label_alpha=cfg.label_alpha, tau=cfg.mde,
                           min_samples=required or cfg.min_samples,

@@ -66,8 +66,9 @@ class Comparison:
     difference: float
     ci_low: float
     ci_high: float
-    p_value: float           # Welch, fixed horizon
-    variance: float          # of the difference: var_a / n_a + var_b / n_b
+    p_value: float           # Welch (paired: t on the differences), fixed horizon
+    variance: float          # of the difference: var_a / n_a + var_b / n_b (paired: var(b - a) / n)
+    paired: bool = False     # both models on the same requests (shadow scoring)
 
 
 def compare_means(loss_a: Sequence[float], loss_b: Sequence[float], alpha: float = 0.05) -> Comparison:
@@ -85,6 +86,25 @@ def compare_means(loss_a: Sequence[float], loss_b: Sequence[float], alpha: float
     half = stats.t.ppf(1 - alpha / 2, dof) * math.sqrt(var)
     p = float(stats.ttest_ind(b, a, equal_var=False).pvalue)
     return Comparison(float(a.mean()), float(b.mean()), a.size, b.size, diff, diff - half, diff + half, p, float(var))
+
+
+def compare_paired(loss_a: Sequence[float], loss_b: Sequence[float], alpha: float = 0.05) -> Comparison:
+    """Paired comparison: both models' losses on the same requests; B - A with the paired t
+    interval and p-value. Each request is its own control, so the variance is that of the
+    differences, far smaller than the split's when the models mostly agree."""
+    a, b = np.asarray(loss_a, dtype=float), np.asarray(loss_b, dtype=float)
+    if a.size != b.size or a.size < 2:
+        raise ValueError(f"need at least 2 pairs of equal length, got {a.size} and {b.size}")
+    d = b - a
+    var = float(d.var(ddof=1) / d.size)
+    diff = float(d.mean())
+    if var == 0:
+        p = 1.0 if diff == 0 else 0.0
+        return Comparison(float(a.mean()), float(b.mean()), a.size, b.size, diff, diff, diff, p, 0.0, paired=True)
+    half = stats.t.ppf(1 - alpha / 2, d.size - 1) * math.sqrt(var)
+    p = float(stats.ttest_rel(b, a).pvalue)
+    return Comparison(float(a.mean()), float(b.mean()), a.size, b.size, diff, diff - half, diff + half, p, var,
+                      paired=True)
 
 
 def msprt_p_value(difference: float, variance: float, tau: float) -> float:
@@ -133,13 +153,15 @@ def always_valid_p_values(looks: Sequence[tuple[float, float]], tau: float) -> l
     return out
 
 
-def required_sample_size(mde: float, sd: float, alpha: float = 0.05, power: float = 0.8) -> int:
+def required_sample_size(mde: float, sd: float, alpha: float = 0.05, power: float = 0.8, *,
+                         paired: bool = False) -> int:
     """Per-variant sample size of a two-sided two-sample test detecting a difference of ``mde`` in
-    means of a loss with standard deviation ``sd`` (for a rate p: sd = sqrt(p (1 - p)))."""
+    means of a loss with standard deviation ``sd`` (for a rate p: sd = sqrt(p (1 - p))); with
+    ``paired``, the number of pairs for a paired test, ``sd`` being that of the differences."""
     if mde <= 0 or sd <= 0:
         raise ValueError(f"mde and sd must be positive, got {mde} and {sd}")
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    return math.ceil(2 * (z * sd / mde) ** 2)
+    return math.ceil((1 if paired else 2) * (z * sd / mde) ** 2)
 
 
 def mcnemar_test(only_a_right: int, only_b_right: int) -> StatTest:
@@ -218,10 +240,11 @@ def decide(comparison: Comparison | None, always_valid_p: float | None, srm: Sta
                                   f"+ {rules.fallback_share_margin:.0%}", always_valid_p)
     if comparison is None or min(comparison.n_a, comparison.n_b) < rules.min_samples:
         have = 0 if comparison is None else min(comparison.n_a, comparison.n_b)
-        return Decision(CONTINUE, f"not enough labelled requests yet: {have} of {rules.min_samples} per variant",
-                        always_valid_p)
+        unit = "labelled pairs" if comparison is not None and comparison.paired else "labelled requests per variant"
+        return Decision(CONTINUE, f"not enough {unit} yet: {have} of {rules.min_samples}", always_valid_p)
     c = comparison
-    effect = f"loss B - A = {c.difference:+.4f} (95% CI {c.ci_low:+.4f} .. {c.ci_high:+.4f})"
+    effect = (f"loss B - A = {c.difference:+.4f} (95% CI {c.ci_low:+.4f} .. {c.ci_high:+.4f}"
+              f"{f', paired, {c.n_a} requests' if c.paired else ''})")
     if always_valid_p is not None and always_valid_p < rules.alpha:
         if c.difference < 0:
             return Decision(PROMOTE, f"B is better: {effect}, always-valid p={always_valid_p:.3g}", always_valid_p)

@@ -388,6 +388,11 @@ class ABConfig(_Strict):
     non_inferiority_margin: float | None = Field(default=None, gt=0, description="Promote a B whose loss "
                                                  "is at most this much worse (the always-valid 95% upper bound; "
                                                  "null: B must be significantly better).")
+    decision_basis: Literal["split", "paired"] = Field(
+        default="split", description="What the decision reads: the randomized split (A's users against B's), or "
+        "the shadow pairs (both models on the same requests; needs router.shadow_share > 0, and labels that do "
+        "not depend on the answer, as for a forecast of an outcome that happens anyway). Guardrails, SRM and "
+        "label balance always come from the split.")
     latency_p95_ratio: float = Field(default=1.25, ge=1)
     fallback_share_margin: float = Field(default=0.05, ge=0)
     error_rate_margin: float = Field(default=0.01, ge=0, description="Guardrail: B's error rate (requests on "
@@ -446,6 +451,13 @@ class PipelineConfig(_Strict):
         if self.training.metric is not None and self.training.metric not in allowed:
             raise ValueError(f"training.metric {self.training.metric!r} does not fit task "
                              f"{self.dataset.task!r}; expected one of {list(allowed)}")
+        return self
+
+    @model_validator(mode="after")
+    def _pairs_are_scored(self) -> PipelineConfig:
+        if self.ab.decision_basis == "paired" and self.router.shadow_share == 0:
+            raise ValueError("ab.decision_basis 'paired' needs shadow pairs: set router.shadow_share above 0 "
+                             "(the share of requests both models score)")
         return self
 
     @model_validator(mode="after")

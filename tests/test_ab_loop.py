@@ -15,6 +15,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from assets.ab_analysis import analyse, labelled_events
 from assets.promotion import prod_at, promote
 from assets.resources import LakehouseResource
 from features import encode_target
@@ -94,6 +95,11 @@ def test_the_loop_promotes_a_better_staging(tmp_path: Path) -> None:
     [mat] = analysis.asset_materializations_for_node("ab_analysis")
     meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     assert meta["decision"] == "promote", meta["reason"]
+    experiment = ExperimentStore(pipe.lake).running()
+    on_pairs = analyse(labelled_events(pipe.lake, experiment.experiment_id), experiment, "classification",
+                       pipe.cfg.ab.model_copy(update={"decision_basis": "paired"}))
+    assert on_pairs.comparison.paired and on_pairs.decision.action == "promote"
+    assert "paired" in on_pairs.decision.reason and on_pairs.comparison.n_a == meta["pairs"]
     checks = {e.check_name: e.passed for e in analysis.get_asset_check_evaluations()}
     assert checks == {"each_request_once": True, "no_sample_ratio_mismatch": True, "labels_arrive_evenly": True}
     assert meta["requests_A"] + meta["requests_B"] == answered and meta["metric_B"] < meta["metric_A"]
