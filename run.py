@@ -264,8 +264,9 @@ def demo_router(cfg, paths: DataPaths, users: int = 400, batch_size: int = 1) ->
     if "metric_A" in meta:
         print(f"  loss ({metric_of(cfg.dataset.task, cfg.ab)}): "
               f"A {meta['metric_A']:.4f} ({meta['labelled_A']} labelled), B {meta['metric_B']:.4f} "
-              f"({meta['labelled_B']} labelled); SRM p {meta['srm_p']:.3f}; required per variant "
-              f"{meta.get('required_per_variant', 'n/a')}")
+              f"({meta['labelled_B']} labelled); SRM p {meta['srm_p']:.3f}; decided on the "
+              f"{cfg.ab.decision_basis}, required {meta.get('required_per_variant', 'n/a')} "
+              f"{'labelled pairs' if cfg.ab.decision_basis == 'paired' else 'labelled requests per variant'}")
     if meta.get("pairs"):
         test = "McNemar" if metric_of(cfg.dataset.task, cfg.ab) == "accuracy" else "Wilcoxon"
         print(f"  paired (router.shadow_share {cfg.router.shadow_share:.0%}: both models on the same requests): "
