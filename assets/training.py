@@ -50,7 +50,9 @@ def time_ordered(frame: pd.DataFrame) -> pd.DataFrame:
     rows tie, and the read order follows file names that change with every write). Training
     folds, the row cap and the drift reference sample depend on this order."""
     key = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return frame.iloc[np.lexsort((key, frame[EVENT_TIME_COLUMN].to_numpy()))]
+    # as datetime64 (UTC): a tz-aware column would give an object array of Timestamps, 30x slower to sort
+    times = frame[EVENT_TIME_COLUMN].to_numpy(dtype="datetime64[ns]")
+    return frame.iloc[np.lexsort((key, times))]
 
 
 def select_training_data(features: pd.DataFrame, cfg: PipelineConfig) -> TrainingData:
