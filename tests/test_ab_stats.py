@@ -31,19 +31,25 @@ RULES = DecisionRules(alpha=0.05, tau=0.03, min_samples=200)
 OK = StatTest(0.0, 0.5, {"observed_b": 0.5, "expected_b": 0.5, "labelled_share_a": 0.9, "labelled_share_b": 0.9})
 
 
-def _sequential_run(rng: np.random.Generator, p_a: float, p_b: float, *, per_look: int = 100,
-                    looks: int = 30, rules: DecisionRules = RULES) -> str:
-    """One experiment on error indicators (1 = wrong), the decision taken at every look."""
-    a = rng.random(per_look * looks) < p_a
-    b = rng.random(per_look * looks) < p_b
+def _decision_over_looks(a: np.ndarray, b: np.ndarray, compare, *, per_look: int, looks: int,
+                         rules: DecisionRules) -> str:
+    """The decision taken at every look (as ab_sensor would), the first that is not `continue`."""
     best = 1.0
     for k in range(1, looks + 1):
-        c = compare_means(a[: k * per_look], b[: k * per_look])
+        c = compare(a[: k * per_look], b[: k * per_look])
         best = min(best, msprt_p_value(c.difference, c.variance, rules.tau))
         decision = decide(c, best, OK, OK, guardrails={}, rules=rules)
         if decision.action != CONTINUE:
             return decision.action
     return CONTINUE
+
+
+def _sequential_run(rng: np.random.Generator, p_a: float, p_b: float, *, per_look: int = 100,
+                    looks: int = 30, rules: DecisionRules = RULES) -> str:
+    """One experiment on error indicators (1 = wrong) of A's and B's users."""
+    a = rng.random(per_look * looks) < p_a
+    b = rng.random(per_look * looks) < p_b
+    return _decision_over_looks(a, b, compare_means, per_look=per_look, looks=looks, rules=rules)
 
 
 def test_a_a_experiments_promote_at_most_the_nominal_rate_with_a_look_at_every_batch() -> None:
@@ -194,16 +200,9 @@ def _paired_errors(rng: np.random.Generator, n: int, only_a: float, only_b: floa
 
 def _paired_run(rng: np.random.Generator, only_a: float, only_b: float, *, per_look: int = 100,
                 looks: int = 30, rules: DecisionRules = RULES) -> str:
-    """One shadow-paired experiment, the decision taken at every look (as ab_sensor would)."""
+    """One shadow-paired experiment: both models on the same requests."""
     a, b = _paired_errors(rng, per_look * looks, only_a, only_b)
-    best = 1.0
-    for k in range(1, looks + 1):
-        c = compare_paired(a[: k * per_look], b[: k * per_look])
-        best = min(best, msprt_p_value(c.difference, c.variance, rules.tau))
-        decision = decide(c, best, OK, OK, guardrails={}, rules=rules)
-        if decision.action != CONTINUE:
-            return decision.action
-    return CONTINUE
+    return _decision_over_looks(a, b, compare_paired, per_look=per_look, looks=looks, rules=rules)
 
 
 def test_paired_decisions_hold_the_error_rate_and_need_far_fewer_requests() -> None:
