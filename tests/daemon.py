@@ -19,14 +19,29 @@ from lake.paths import PROJECT_ROOT
 from tests.test_ingest_pipeline import Pipeline
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _stop(proc: subprocess.Popen) -> None:
+    """Stop the daemon and everything in its process group: the runs it launched and the code
+    server it started, which may outlive it (one was found still running an hour after its test)."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # the daemon and the runs it launched
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if _group_alive(proc.pid):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def run_daemon_until(pipe: Pipeline, done: Callable[[], bool], what: str, wait_seconds: float,
