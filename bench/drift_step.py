@@ -17,14 +17,11 @@ cold / warm. The comparison writes the batch's `drift` rows again (what a re-che
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-os.environ.setdefault("PYCARET_CUSTOM_LOGGING_PATH", str(Path("/tmp") / "bench-drift-step-pycaret.log"))
 
 from assets.drift import compute_drift
 from assets.resources import lake_for

@@ -233,7 +233,7 @@ class EventLog:
         while not stop.wait(self.cfg.fsync_interval_seconds):
             try:
                 self.sync()
-            except Exception:
+            except Exception:  # keep the thread: the lines are already in the OS, and the next tick retries
                 log.exception("event log %s: background fsync failed", self.folder)
 
     def sync(self) -> bool:
