@@ -41,6 +41,7 @@ from pathlib import Path
 
 from config import ConfigError, load_config
 from config.loader import CONFIG_ENV
+from lake.open import open_registry
 from lake.paths import DATA_ENV, PROJECT_ROOT, DataPaths, data_paths
 
 log = logging.getLogger("run")
@@ -83,8 +84,9 @@ def ingest_pending(paths: DataPaths, quiet: bool = True) -> list[BatchResult]:
     """Run ingest_job in process for every batch file waiting in the inbox, oldest first."""
     from dagster import DagsterInstance
 
+    from assets.jobs import INGEST_JOB
     from definitions import build_definitions
-    from sensors.inbox import INGEST_JOB, quarantine_invalid_names, scan_inbox
+    from sensors.inbox import quarantine_invalid_names, scan_inbox
 
     defs = build_definitions(os.environ.get(CONFIG_ENV), str(paths.root))
     job = defs.resolve_job_def(INGEST_JOB)
@@ -116,9 +118,9 @@ def report_results(results: list[BatchResult]) -> int:
 
 
 def mode_update(paths: DataPaths) -> int:
-    from assets.drift import retrain_requests
-    from assets.policy import training_action
-    from assets.resources import lake_for
+    from assets.drift.compute import retrain_requests
+    from assets.training.policy import training_action
+    from lake.open import open_lake
     from lake.registry import ModelRegistry
     from stream.emulator import StreamEmulator
 
@@ -127,7 +129,7 @@ def mode_update(paths: DataPaths) -> int:
     if emitted is None:
         log.info("the stream is exhausted: no new batch; ingesting what is pending")
     results = ingest_pending(paths)
-    lake = lake_for(cfg, paths)
+    lake = open_lake(cfg, paths)
     registry = ModelRegistry(lake, paths.artifacts)
     ingested = [r.batch_id for r in results if r.success]
     drifted = retrain_requests(lake, ingested, registry.aliases().get("prod"))
@@ -160,7 +162,7 @@ def run_retrain(paths: DataPaths, mode: str = "full") -> BatchResult:
     """Run retrain_job in process (the job the drift sensor will launch) in the instance the UI shows."""
     from dagster import DagsterInstance
 
-    from assets.training_asset import RETRAIN_JOB
+    from assets.jobs import RETRAIN_JOB
     from definitions import build_definitions
 
     defs = build_definitions(os.environ.get(CONFIG_ENV), str(paths.root))
@@ -215,10 +217,10 @@ def mode_demo(paths: DataPaths, batches: int | None, initial: int) -> int:
     # 24,000 users in /predict_batch calls of 50: enough labelled requests for the power calculation
     # at the default minimum detectable effect (about 8,700 per variant), in about a minute
     results.append(demo_router(cfg, paths, users=DEMO_USERS, batch_size=50))
-    from assets.resources import lake_for
-    from assets.summary import make_summary_report
+    from assets.training.report import make_summary_report
+    from lake.open import open_lake
 
-    make_summary_report(lake_for(cfg, paths), paths.reports / "summary.html", dataset=cfg.dataset.name,
+    make_summary_report(open_lake(cfg, paths), paths.reports / "summary.html", dataset=cfg.dataset.name,
                         metric=cfg.sort_metric)
     print(f"[7/7] done in {time.perf_counter() - started:.0f}s; aliases: {_aliases(cfg, paths)}; summary report: "
           f"{paths.reports / 'summary.html'}")
@@ -229,8 +231,8 @@ def demo_router(cfg, paths: DataPaths, users: int = 400, batch_size: int = 1) ->
     """Start the router, play ``users`` users of the latest full batch against it (predictions, then
     their true labels as feedback), stop it; then ingest the request log, analyse the experiment
     and apply a promote / rollback decision (promote_job), as ab_sensor would with auto-promotion."""
-    from assets.ab_analysis import metric_of
-    from serving.traffic import simulate
+    from assets.ab.analysis import metric_of
+    from stream.traffic import simulate
 
     router = start_router(cfg, paths)
     router.start()
@@ -286,18 +288,14 @@ def demo_router(cfg, paths: DataPaths, users: int = 400, batch_size: int = 1) ->
 
 
 def _aliases(cfg, paths: DataPaths) -> dict[str, int]:
-    from assets.resources import lake_for
-    from lake.registry import ModelRegistry
 
-    return ModelRegistry(lake_for(cfg, paths), paths.artifacts).aliases()
+    return open_registry(cfg, paths).aliases()
 
 
 def print_new_staging(cfg, paths: DataPaths) -> None:
     """The staging version a retraining registered, with the gate's comparison against prod."""
-    from assets.resources import lake_for
-    from lake.registry import ModelRegistry
 
-    registry = ModelRegistry(lake_for(cfg, paths), paths.artifacts)
+    registry = open_registry(cfg, paths)
     aliases = registry.aliases()
     if "staging" not in aliases:
         print(f"    no staging version (the candidate did not pass the gate); aliases {aliases}", flush=True)
@@ -313,11 +311,11 @@ def print_new_staging(cfg, paths: DataPaths) -> None:
 def stream_with_drift(cfg, paths: DataPaths, emulator, count: int) -> list[BatchResult]:
     """Emit and ingest ``count`` batches; after each, apply drift_sensor's plan to its verdict and
     run what it would request (full retraining on drift, refresh when stable, cool-downs)."""
-    from assets.drift import stored_result
-    from assets.resources import lake_for
+    from assets.drift.compute import stored_result
+    from lake.open import open_lake
     from sensors.drift import DriftCursor, DriftEvent, plan_drift_requests
 
-    lake = lake_for(cfg, paths)
+    lake = open_lake(cfg, paths)
     cursor = DriftCursor()
     results: list[BatchResult] = []
     for i in range(count):
@@ -351,11 +349,11 @@ def stream_with_drift(cfg, paths: DataPaths, emulator, count: int) -> list[Batch
 def print_training_summary(cfg, paths: DataPaths) -> None:
     """The latest leaderboard's top rows, the registered version, its hold-out metrics and the aliases."""
 
-    from assets.resources import lake_for
+    from lake.open import open_lake
     from lake.registry import ModelRegistry
     from lake.tables import LEADERBOARD
 
-    lake = lake_for(cfg, paths)
+    lake = open_lake(cfg, paths)
     if not lake.exists(LEADERBOARD):
         print("  no leaderboard: training did not run")
         return
@@ -394,10 +392,10 @@ def batch_overview(cfg, paths: DataPaths):
     """One line per batch: rows kept by each table, time range, quality score, status."""
     import pandas as pd
 
-    from assets.resources import lake_for
+    from lake.open import open_lake
     from lake.tables import BATCHES, CLEANED, FEATURES, QUALITY, QUALITY_BATCH_ROW
 
-    lake = lake_for(cfg, paths)
+    lake = open_lake(cfg, paths)
     batches = lake.read(BATCHES, columns=["batch_id", "status", "reason_code", "row_count", "time_min", "time_max"],
                         missing_ok=True)
     if batches.empty:
@@ -415,10 +413,10 @@ def batch_overview(cfg, paths: DataPaths):
 
 
 def print_summary(cfg, paths: DataPaths) -> None:
-    from assets.resources import lake_for
+    from lake.open import open_lake
     from lake.tables import CLEANED, FEATURES, QUALITY, RAW, SCHEMA_CONTRACT
 
-    lake = lake_for(cfg, paths)
+    lake = open_lake(cfg, paths)
     overview = batch_overview(cfg, paths)
     if not overview.empty:
         print("  " + overview.fillna("").to_string().replace("\n", "\n  "))
@@ -435,8 +433,6 @@ def print_summary(cfg, paths: DataPaths) -> None:
 
 def mode_inference(paths: DataPaths, file: str | None) -> int:
     """Score a CSV/XLSX/Parquet file with the prod model; print the path of the predictions CSV."""
-    from assets.resources import lake_for
-    from lake.registry import ModelRegistry
     from serving.scoring import ServedModel, score_frame
     from stream.sources import read_file
 
@@ -444,7 +440,7 @@ def mode_inference(paths: DataPaths, file: str | None) -> int:
         print("-mode inference needs -file PATH", file=sys.stderr)
         return 1
     cfg = load_config()
-    registry = ModelRegistry(lake_for(cfg, paths), paths.artifacts)
+    registry = open_registry(cfg, paths)
     aliases = registry.aliases()
     if "prod" not in aliases:
         print("no prod model in the registry yet: run `make demo` or retrain_job first", file=sys.stderr)
@@ -462,12 +458,12 @@ def mode_inference(paths: DataPaths, file: str | None) -> int:
 
 def mode_summary(paths: DataPaths) -> int:
     """Write the HTML summary over batches and model versions; print its path."""
-    from assets.resources import lake_for
-    from assets.summary import make_summary_report
+    from assets.training.report import make_summary_report
+    from lake.open import open_lake
 
     cfg = load_config()
     out = paths.reports / "summary.html"
-    make_summary_report(lake_for(cfg, paths), out, dataset=cfg.dataset.name, metric=cfg.sort_metric)
+    make_summary_report(open_lake(cfg, paths), out, dataset=cfg.dataset.name, metric=cfg.sort_metric)
     print(out)
     return 0
 
@@ -515,7 +511,7 @@ def mode_apply(paths: DataPaths, action: str, reason: str) -> int:
 
 def mode_simulate(args) -> int:
     """Users of the latest full batch against the running router, then their labels."""
-    from serving.traffic import simulate
+    from stream.traffic import simulate
 
     cfg = load_config()
     paths = data_paths(args.data)

@@ -1,5 +1,6 @@
-"""Dagster assets (thin wrappers) and the plain data logic they call.
+"""Dagster software-defined assets, one subpackage per domain (ingest, training, drift, ab).
 
-Modules ending in ``_asset``/``definitions`` import Dagster; the others are plain functions on
-DataFrames and configuration, importable without Dagster (the router uses some of them).
+In every domain ``assets.py`` is the only module that imports Dagster (thin wrappers); the other
+modules are plain functions over DataFrames, arrays and configuration. Shared Dagster helpers sit
+beside the domains: ``resources``, ``partitions``, ``metadata`` and ``jobs`` (every job, named once).
 """

@@ -9,6 +9,7 @@ import dagster as dg
 
 from config import PipelineConfig, load_config, resolve_config_path
 from lake.delta import Lake
+from lake.open import open_lake, open_registry
 from lake.paths import DataPaths, data_paths
 from lake.registry import ModelRegistry
 
@@ -16,12 +17,6 @@ from lake.registry import ModelRegistry
 @functools.lru_cache(maxsize=8)
 def _cached_config(path: str, mtime_ns: int) -> PipelineConfig:
     return load_config(path)
-
-
-def lake_for(cfg: PipelineConfig, paths: DataPaths) -> Lake:
-    """The lake of a configuration: ``storage.lake_uri`` or ``<data root>/lake``."""
-    root = cfg.storage.lake_uri or str(paths.lake)
-    return Lake(root, cfg.storage.storage_options, cfg.storage.commit_retries, cfg.storage.checkpoint_interval)
 
 
 class LakehouseResource(dg.ConfigurableResource):
@@ -38,7 +33,7 @@ class LakehouseResource(dg.ConfigurableResource):
         return data_paths(self.data_root or None).ensure()
 
     def lake(self) -> Lake:
-        return lake_for(self.cfg(), self.paths())
+        return open_lake(self.cfg(), self.paths())
 
     def registry(self) -> ModelRegistry:
-        return ModelRegistry(self.lake(), self.paths().artifacts)
+        return open_registry(self.cfg(), self.paths())

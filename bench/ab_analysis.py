@@ -2,12 +2,12 @@
 
 A synthetic experiment of n labelled requests (100k, and 1M unless --quick), half per variant,
 binary predictions with accuracy 0.70 (A) and 0.71 (B), latencies, users; fixed seed. The frame
-is what ``assets.ab_analysis.labelled_events`` returns, so the lake read is not timed (see the
+is what ``assets.ab.analysis.labelled_events`` returns, so the lake read is not timed (see the
 README for it).
 
 - baseline: what a hand-written check does, ``scipy.stats.ttest_ind`` (Welch) of B's and A's
   per-request errors, once, on all requests;
-- ours: ``assets.ab_analysis.analyse``: per-variant figures, SRM and label balance, Welch with its
+- ours: ``assets.ab.analysis.analyse``: per-variant figures, SRM and label balance, Welch with its
   interval, the mSPRT always-valid p-value at a look every ``ab.look_every`` (50) labelled requests
   per variant, the required sample, guardrails, the decision;
 - previous: the same looks computed one ``compare_means`` per look, as before the vectorised
@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from assets.ab_analysis import analyse, request_loss, sequential_looks
-from assets.ab_stats import compare_means, msprt_p_value
+from assets.ab.analysis import analyse, request_loss, sequential_looks
+from assets.ab.stats import compare_means, msprt_p_value
 from config.schema import ABConfig
 from lake.experiments import Experiment
 

@@ -1,7 +1,7 @@
 """Benchmark: one drift comparison of a monthly batch with prod, cold against warm.
 
 Needs a data root where `make demo` ran (a prod model and ingested batches). For the latest full
-batch it times ``assets.drift.compute_drift`` (read prod's training rows by time travel, the
+batch it times ``assets.drift.compute.compute_drift`` (read prod's training rows by time travel, the
 statistics, prod's predictions on both sides, its metric on the labelled batch, the `drift` rows):
 
 - baseline ("cold"): prod's cached reference predictions removed first, so the reference rows
@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assets.drift import compute_drift
-from assets.resources import lake_for
+from assets.drift.compute import compute_drift
 from config import load_config
+from lake.open import open_lake
 from lake.paths import data_paths
 from lake.registry import ModelRegistry
 from lake.tables import BATCHES
@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     cfg, paths = load_config(), data_paths(args.data)
-    lake = lake_for(cfg, paths)
+    lake = open_lake(cfg, paths)
     registry = ModelRegistry(lake, paths.artifacts)
     aliases = registry.aliases()
     if "prod" not in aliases:

@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deltalake import write_deltalake
 
-from assets.ingest import ingest_batch
-from assets.resources import lake_for
-from assets.steps import cleaning_step, features_step, quality_step
+from assets.ingest.batch import ingest_batch
+from assets.ingest.steps import cleaning_step, features_step, quality_step
 from config import load_config
 from lake.delta import to_arrow
+from lake.open import open_lake
 from lake.paths import data_paths
 from lake.tables import BATCH_COLUMN, RAW
 from stream.emulator import order_by_time, plan_batches, write_batch_file
@@ -79,7 +79,7 @@ def main() -> None:
         root = Path(tempfile.mkdtemp(prefix=f"bench_{size}x_"))
         try:
             paths = data_paths(root).ensure()
-            lake = lake_for(cfg, paths)
+            lake = open_lake(cfg, paths)
             for i in range(size):
                 write_batch_file(history_rows, paths.inbox, f"h{i:05d}", "parquet")
                 pipeline(lake, cfg, paths, f"h{i:05d}")

@@ -23,17 +23,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd
 from flask import Flask, Response, request
 
-from assets.resources import lake_for
 from config import PipelineConfig, load_config
+from lake.open import open_registry
 from lake.paths import data_paths
-from lake.registry import ModelRegistry
 from serving.scoring import ServedModel, score_frame
 
 
 def load_prod(cfg: PipelineConfig, data_root: str | None = None) -> ServedModel:
     """The prod model of the registry, sha256-checked, with its input schema."""
     paths = data_paths(data_root)
-    registry = ModelRegistry(lake_for(cfg, paths), paths.artifacts)
+    registry = open_registry(cfg, paths)
     version = registry.aliases()["prod"]
     return ServedModel.from_registry_row(registry.get(version), registry.load(version))
 

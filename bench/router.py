@@ -4,7 +4,7 @@ One run, loopback only, one lake and the same registered models for every case:
 
 - floor: the prod model's own ``model.predict`` (the registered PyCaret pipeline) on a one-row
   DataFrame already built from a request's features (typed, ``features.build_features``,
-  ``assets.training.model_frame``), in this process, from 1 thread and from 8 threads; and
+  ``serving.model_io.model_frame``), in this process, from 1 thread and from 8 threads; and
   ``serving.scoring.score_frame`` on the raw row (typing + features + predict + predict_proba),
   which is what both servers below do per request;
 - minimal: bench/minimal_app.py under gunicorn (gthread) with the router's own workers/threads
@@ -90,14 +90,13 @@ def write_config(root: Path) -> Path:
 
 
 def _registry(config: Path, root: Path):
-    from assets.resources import lake_for
     from config import load_config
+    from lake.open import open_registry
     from lake.paths import data_paths
-    from lake.registry import ModelRegistry
 
     cfg = load_config(str(config))
     paths = data_paths(root)
-    return cfg, paths, ModelRegistry(lake_for(cfg, paths), paths.artifacts)
+    return cfg, paths, open_registry(cfg, paths)
 
 
 def prepare_here(config: Path, root: Path) -> None:
@@ -380,8 +379,8 @@ def event_lines(folder: Path) -> Counter:
 # ---- floor -----------------------------------------------------------------------------------
 def floor(work: Workload, calls: int, max_seconds: float) -> list[Result]:
     """The model's own predict on prebuilt one-row frames, and score_frame on the raw row."""
-    from assets.training import model_frame
     from features import build_features
+    from serving.model_io import model_frame
     from serving.scoring import score_frame, type_errors
 
     served, spec = work.prod, work.prod.spec

@@ -29,9 +29,9 @@ HOLDOUT = 5000
 
 def feature_rows():
     """The default dataset as `features` rows, typed, cleaned and built like the pipeline does."""
-    from assets.batch_reader import conform_to_contract
-    from assets.cleaning import clean_batch
-    from assets.contract import build_contract
+    from assets.ingest.cleaning import clean_batch
+    from assets.ingest.contract import build_contract
+    from assets.ingest.reader import conform_to_contract
     from config import load_config
     from features import FeatureSpec, build_features
     from stream.sources import load_source
@@ -50,7 +50,8 @@ def child(size: int, model_out: str | None) -> None:
     """One training run on `size` rows; prints a JSON line with seconds and peak RSS."""
     import joblib
 
-    from assets.training import evaluate, run_search
+    from assets.training.evaluation import evaluate
+    from assets.training.search import run_search
 
     cfg, spec, frame = feature_rows()
     train = frame.iloc[-(size + HOLDOUT):-HOLDOUT]
@@ -70,7 +71,7 @@ def child(size: int, model_out: str | None) -> None:
 def latency(model_path: str) -> None:
     import joblib
 
-    from assets.training import model_frame
+    from serving.model_io import model_frame
 
     _, spec, frame = feature_rows()
     model = joblib.load(model_path)

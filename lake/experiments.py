@@ -114,6 +114,17 @@ class ExperimentStore:
             raise KeyError(f"no experiment {experiment_id!r}")
         return Experiment.from_row(match.iloc[-1])
 
+    def last_decision(self, experiment_id: str) -> tuple[str | None, str]:
+        """(decision, reason) the experiment's last analysis recorded: ``promote``, ``rollback``,
+        ``continue``, ... or None before any analysis."""
+        rows = self.all()
+        match = rows[rows["experiment_id"] == experiment_id] if len(rows) else rows
+        if match.empty:
+            raise KeyError(f"no experiment {experiment_id!r}")
+        row = match.iloc[-1]
+        decision = row["decision"]
+        return (None if decision is None or pd.isna(decision) else str(decision)), str(row["reason"] or "")
+
     def update(self, experiment_id: str, *, actor: str, reason: str, status: str | None = None,
                decision: str | None = None, split_b: float | None = None) -> Experiment:
         """Change one experiment's status, decision and / or split in one commit (no commit when

@@ -1,7 +1,7 @@
 """Table names and the schemas of the system tables: the one place that defines them.
 
 The data tables (``raw``, ``cleaned``, ``features``) take their columns from the dataset's
-schema contract (see :mod:`assets.contract`), so their Arrow schemas are built there; the
+schema contract (see :mod:`assets.ingest.contract`), so their Arrow schemas are built there; the
 fixed tables below have the same columns for every dataset.
 """
 

@@ -26,12 +26,10 @@ from flask import Flask, Response, abort, jsonify, request, send_from_directory
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from assets.resources import lake_for
-from assets.training import class_labels
 from config import PipelineConfig, load_config
 from lake.experiments import ExperimentStore
+from lake.open import open_registry
 from lake.paths import DataPaths, data_paths
-from lake.registry import ModelRegistry
 from router import metrics
 from router.event_log import EventLog
 from router.model_pool import ModelPool, PoolState
@@ -44,6 +42,7 @@ from router.schemas import (
 )
 from router.split import B, assign
 from router.validation import Checked, Problem, RequestInvalid, check_features, expected_fields
+from serving.model_io import class_labels
 from serving.scoring import ServedModel, score_frame
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ def create_app(cfg: PipelineConfig | None = None, data_root: str | None = None, 
     """The router bound to one configuration and data root (the lake, the registry, the event log)."""
     cfg = cfg or load_config()
     paths = data_paths(data_root).ensure()
-    registry = ModelRegistry(lake_for(cfg, paths), paths.artifacts)
+    registry = open_registry(cfg, paths)
     pool = ModelPool(registry, cfg.router.default_split_b, actor=f"router:{os.getpid()}")
     pool.on_swap = _record_swap
     try:

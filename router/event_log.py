@@ -8,12 +8,10 @@ Durability contract of :meth:`EventLog.append`:
   when something was written since the last fsync (grouped fsync), so a crash loses at most about
   that window.
 
-Segments are named ``<writer_id>-<start_ns>-<seq>.jsonl.open`` while written. Rotation (by size or
-age) and :meth:`EventLog.close` fsync, close and rename them to ``.jsonl``: a *closed* segment is
-never written again and holds complete lines only, so ingestion may read it at any time. The
-writer also holds an exclusive ``flock`` on its open segment, released by the kernel however the
-process ends. A segment left ``.open`` by a dead writer is an *orphan*: :func:`seal_orphans` cuts
-its half-written last line, if any, and closes it.
+Segments follow the format of :mod:`lake.request_log` (names, closing, sealing orphans). Rotation
+(by size or age) and :meth:`EventLog.close` fsync, close and rename them to ``.jsonl``. The writer
+also holds an exclusive ``flock`` on its open segment, released by the kernel however the process
+ends, so :func:`lake.request_log.seal_orphans` never seals a live writer's segment.
 """
 
 from __future__ import annotations
@@ -24,8 +22,6 @@ import fcntl
 import json
 import logging
 import os
-import re
-import socket
 import threading
 import time
 import weakref
@@ -33,20 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from config.schema import EventLogConfig
+from lake.request_log import OPEN_SUFFIX, closed_name, default_writer_id, fsync_dir
 
 log = logging.getLogger(__name__)
 
-OPEN_SUFFIX = ".jsonl.open"
-CLOSED_SUFFIX = ".jsonl"
-# <host>-<pid>-<start_ns>-<seq>.jsonl.open; the host may itself contain dashes.
-_OPEN_NAME = re.compile(r"^(?P<host>.+)-(?P<pid>\d+)-(?P<start>\d+)-(?P<seq>\d+)\.jsonl\.open$", re.ASCII)
+
 _JOIN_SECONDS = 5.0
-_TAIL_CHUNK = 64 * 1024
-
-
-def default_writer_id() -> str:
-    """``<host>-<pid>``: what :func:`seal_orphans` parses to decide whether a writer is alive."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class EventLog:
@@ -186,8 +174,8 @@ class EventLog:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-                os.rename(path, _closed_name(path))
-                _fsync_dir(path.parent)
+                os.rename(path, closed_name(path))
+                fsync_dir(path.parent)
         except OSError:
             with self._lock:
                 self.seal_errors += 1
@@ -213,7 +201,7 @@ class EventLog:
         with contextlib.suppress(OSError):
             os.close(fd)
         try:
-            os.rename(path, _closed_name(path))
+            os.rename(path, closed_name(path))
             self.segments_sealed += 1
         except OSError:
             self.seal_errors += 1
@@ -259,7 +247,7 @@ class EventLog:
         try:
             os.fsync(fd)
             if dir_dirty:
-                _fsync_dir(self.folder)
+                fsync_dir(self.folder)
         except OSError:
             with self._lock:
                 self.fsync_errors += 1
@@ -313,8 +301,6 @@ def _reset_logs_in_child() -> None:
 os.register_at_fork(after_in_child=_reset_logs_in_child)
 
 
-# -- helpers ---------------------------------------------------------------------------------------
-
 def _write_all(fd: int, data: bytes) -> None:
     """One ``os.write`` of the whole line; loops only if the kernel accepted part of it."""
     view = memoryview(data)
@@ -323,106 +309,3 @@ def _write_all(fd: int, data: bytes) -> None:
         if written <= 0:
             raise OSError(errno.EIO, "os.write accepted no bytes")
         view = view[written:]
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make renames and new entries in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _closed_name(path: Path) -> Path:
-    return path.with_name(path.name[: -len(".open")])
-
-
-def _last_newline_end(fd: int, size: int) -> int:
-    """Offset just after the last ``\\n`` in the first ``size`` bytes of ``fd`` (0 if none)."""
-    end = size
-    while end > 0:
-        start = max(0, end - _TAIL_CHUNK)
-        chunk = os.pread(fd, end - start, start)
-        index = chunk.rfind(b"\n")
-        if index >= 0:
-            return start + index + 1
-        end = start
-    return 0
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists here (a zombie or another user's process counts)."""
-    if pid <= 0:
-        return True  # never signal a process group; treat as alive, i.e. leave the file alone
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def seal_orphans(folder: Path) -> list[Path]:
-    """Close the ``.jsonl.open`` segments of dead writers of this host; returns the sealed paths.
-
-    A writer is dead when its id is ``<this host>-<pid>`` and no process ``pid`` exists. Segments of
-    other hosts, of live pids and with unparseable names are left alone, and so is a segment whose
-    ``flock`` is still held (a live writer, e.g. in another pid namespace). A trailing partial line
-    (bytes after the last newline: the writer died inside a write) is truncated and logged; then
-    the file is fsynced and renamed to ``.jsonl``.
-    """
-    folder = Path(folder)
-    host = socket.gethostname()
-    sealed: list[Path] = []
-    for path in sorted(folder.glob(f"*{OPEN_SUFFIX}")):
-        match = _OPEN_NAME.match(path.name)
-        if match is None:
-            log.warning("event log: cannot tell the writer of %s from its name; left open", path.name)
-            continue
-        if match["host"] != host:
-            log.debug("event log: %s belongs to host %s, not this one; left open", path.name, match["host"])
-            continue
-        if _pid_alive(int(match["pid"])):
-            continue
-        result = _seal_orphan(path)
-        if result is not None:
-            sealed.append(result)
-    return sealed
-
-
-def _seal_orphan(path: Path) -> Path | None:
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None  # sealed by someone else meanwhile
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.warning("event log: %s is still locked by a live writer although its pid is gone; left open",
-                        path.name)
-            return None
-        size = os.fstat(fd).st_size
-        keep = _last_newline_end(fd, size)
-        if keep < size:
-            os.ftruncate(fd, keep)
-            log.warning("event log: sealing orphan %s: truncated %d bytes of a half-written last line "
-                        "(kept %d bytes)", path.name, size - keep, keep)
-        os.fsync(fd)
-        target = _closed_name(path)
-        try:
-            os.rename(path, target)
-        except FileNotFoundError:
-            return None  # a concurrent sealer won
-        _fsync_dir(path.parent)
-        log.info("event log: sealed orphan segment %s (%d bytes)", target.name, keep)
-        return target
-    finally:
-        os.close(fd)
-
-
-def closed_segments(folder: Path) -> list[Path]:
-    """The closed segments (``*.jsonl``) directly in ``folder``, sorted by name."""
-    return sorted((p for p in Path(folder).glob(f"*{CLOSED_SUFFIX}") if p.is_file()), key=lambda p: p.name)

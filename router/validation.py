@@ -15,7 +15,7 @@ import pandas as pd
 
 from config.schema import RouterConfig
 
-# input_schema stores at most this many categories per column (assets.training.input_schema):
+# input_schema stores at most this many categories per column (assets.training.registration.input_schema):
 # a shorter list is the whole vocabulary seen in training, a full one may not be.
 STORED_CATEGORIES = 200
 

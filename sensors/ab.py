@@ -10,14 +10,13 @@ from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
-from assets.ab_analysis import labelled_count
-from assets.ab_assets import AB_ANALYSIS_JOB, PROMOTE_JOB
-from assets.ab_events_asset import AB_EVENTS_JOB
+from assets.ab.analysis import labelled_count
+from assets.jobs import AB_ANALYSIS_JOB, AB_EVENTS_JOB, PROMOTE_JOB, promote_run_config
 from assets.resources import LakehouseResource
 from lake.delta import Lake
 from lake.experiments import ExperimentStore
+from lake.request_log import closed_segments
 from lake.tables import AB_EVENTS, AB_FEEDBACK
-from router.event_log import closed_segments
 
 
 def build_event_log_sensor(poll_seconds: int) -> dg.SensorDefinition:
@@ -84,13 +83,12 @@ def plan_ab_requests(lake: Lake, cursor: ABCursor, min_new_labels: int,
             new.analysed = {**cursor.analysed, experiment_id: labelled}
         why = f"{gained} new labelled request(s) in {experiment_id}, fewer than {min_new_labels}"
     if auto_promote:
-        row = store.all().set_index("experiment_id").loc[experiment_id]
-        key = f"{experiment_id}:{row['decision']}"
-        if row["decision"] in ("promote", "rollback") and key not in cursor.applied:
+        decision, reason = store.last_decision(experiment_id)
+        key = f"{experiment_id}:{decision}"
+        if decision in ("promote", "rollback") and key not in cursor.applied:
             requests.append(dg.RunRequest(
                 run_key=key, job_name=PROMOTE_JOB, tags={"lakehouse/trigger": "ab_sensor"},
-                run_config={"ops": {"apply_decision": {"config": {"action": row["decision"],
-                                                                  "reason": f"ab_sensor: {row['reason']}"}}}}))
+                run_config=promote_run_config(decision, f"ab_sensor: {reason}")))
             new.applied = [*cursor.applied, key][-50:]
     return requests, new, why
 

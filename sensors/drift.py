@@ -26,11 +26,10 @@ from typing import Any
 
 import dagster as dg
 
-from assets.training_asset import RETRAIN_JOB
+from assets.jobs import DRIFT_JOB, RETRAIN_JOB, retrain_run_config
 from config.schema import DriftConfig
 
 DRIFT_ASSET = dg.AssetKey("drift")
-DRIFT_JOB = "drift_job"
 CLI_TRIGGER = "run.py"  # runs.py's in-process runs apply the policy themselves (update, demo)
 EVENTS_PER_TICK = 200
 
@@ -82,7 +81,7 @@ class PlannedRun:
 
     def run_request(self) -> dg.RunRequest:
         return dg.RunRequest(run_key=self.run_key, job_name=RETRAIN_JOB, tags=self.tags(),
-                             run_config={"ops": {"candidate_models": {"config": {"mode": self.mode}}}})
+                             run_config=retrain_run_config(self.mode))
 
 
 def plan_drift_requests(events: list[DriftEvent], cursor: DriftCursor, cfg: DriftConfig,

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.batch_reader import BatchRejected, quarantine_file
-from assets.ingest import batch_id_of, is_batch_file, valid_batch_id
+from assets.ingest.batch import batch_id_of, is_batch_file, valid_batch_id
+from assets.ingest.reader import BatchRejected, quarantine_file
+from assets.jobs import INGEST_JOB
 from assets.partitions import batches_partitions
 from assets.resources import LakehouseResource
-
-INGEST_JOB = "ingest_job"
 
 
 @dataclass(frozen=True)

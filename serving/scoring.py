@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assets.contract import as_text, parse_numeric, parse_time
-from assets.training import class_labels, model_frame
 from features import FeatureSpec, build_features
+from serving.model_io import class_labels, model_frame
+from serving.parsing import as_text, parse_numeric, parse_time
 
 
 @dataclass(frozen=True)

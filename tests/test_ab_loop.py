@@ -15,8 +15,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.ab_analysis import analyse, labelled_events
-from assets.promotion import prod_at, promote
+from assets.ab.analysis import analyse, labelled_events
+from assets.ab.promotion import prod_at, promote
 from assets.resources import LakehouseResource
 from features import encode_target
 from lake.experiments import ExperimentStore

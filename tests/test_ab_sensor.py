@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from assets.ab_analysis import labelled_count
-from assets.ab_assets import AB_ANALYSIS_JOB, PROMOTE_JOB
+from assets.ab.analysis import labelled_count
+from assets.jobs import AB_ANALYSIS_JOB, PROMOTE_JOB
 from lake.delta import Lake
 from lake.experiments import ExperimentStore
 from lake.tables import AB_EVENTS, AB_EVENTS_SCHEMA, AB_FEEDBACK, AB_FEEDBACK_SCHEMA

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from assets.ab_stats import (
+from assets.ab.stats import (
     CONTINUE,
     PROMOTE,
     ROLLBACK,
@@ -169,7 +169,7 @@ def test_always_valid_interval_known_value_and_safe_non_inferiority_under_repeat
 def test_vectorised_looks_equal_a_comparison_at_every_look() -> None:
     """sequential_looks (running sums) against compare_means + msprt_p_value on the first k
     requests of each variant, look by look: 0/1 losses with a zero-variance start, and log losses."""
-    from assets.ab_analysis import sequential_looks
+    from assets.ab.analysis import sequential_looks
 
     rng = np.random.default_rng(11)
     zero_one_a = np.r_[np.zeros(60), (rng.random(1940) < 0.3).astype(float)]

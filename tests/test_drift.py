@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.drift import retrain_requests, trailing_true
-from assets.policy import training_action
+from assets.drift.compute import retrain_requests, trailing_true
+from assets.training.policy import training_action
 from lake.registry import ModelRegistry
 from lake.tables import DRIFT, DRIFT_BATCH_ROW, DRIFT_PREDICTION_ROW, DRIFT_TARGET_ROW, FEATURES
 from sensors.drift import DriftCursor, DriftEvent, plan_drift_requests
@@ -230,8 +230,8 @@ def test_drift_config_is_validated(tmp_path: Path) -> None:
 
 
 def test_model_drift_counts_a_metric_drop_even_when_inputs_do_not_move(drifted: Pipeline) -> None:
-    from assets.drift import model_drift
-    from assets.training import model_outputs
+    from assets.drift.compute import model_drift
+    from serving.model_io import model_outputs
     from serving.scoring import ServedModel
 
     registry = ModelRegistry(drifted.lake, drifted.paths.artifacts)
@@ -291,7 +291,7 @@ class _Counting:
 def test_prods_reference_predictions_are_computed_once_per_reference(drifted: Pipeline) -> None:
     """The reference rows are scored on the first comparison only; later ones read the file beside
     the artifact, with the same values; another reference (other rows) gets its own file."""
-    from assets.drift import prediction_values, reference_frame, reference_predictions
+    from assets.drift.compute import prediction_values, reference_frame, reference_predictions
     from serving.scoring import ServedModel
 
     registry = ModelRegistry(drifted.lake, drifted.paths.artifacts)
@@ -319,7 +319,7 @@ def test_a_drift_step_scores_the_batch_once_and_the_reference_never_again(
         drifted: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     """With prod's reference predictions cached, one comparison runs prod once over the batch (for
     the prediction-drift row and the model metric together), and over nothing else."""
-    from assets.drift import compute_drift
+    from assets.drift.compute import compute_drift
 
     registry = ModelRegistry(drifted.lake, drifted.paths.artifacts)
     prod = registry.aliases()["prod"]

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from assets.drift_stats import (
+from assets.drift.stats import (
     MISSING,
     OTHER,
     FeatureDrift,

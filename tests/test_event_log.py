@@ -20,13 +20,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from assets.ab_events import ingest_event_log
+from assets.ab.events import ingest_event_log
 from config.schema import EventLogConfig
 from lake.delta import Lake
 from lake.paths import PROJECT_ROOT
+from lake.request_log import closed_segments, seal_orphans
 from lake.tables import AB_EVENTS, AB_FEEDBACK
 from router import event_log as event_log_module
-from router.event_log import EventLog, closed_segments, seal_orphans
+from router.event_log import EventLog
 
 HOST = socket.gethostname()
 
@@ -280,7 +281,7 @@ def test_half_written_last_line_is_cut_and_logged(lake: Lake, folders: tuple[Pat
     for other in others:
         (folder / other).write_bytes(partial)
 
-    with caplog.at_level(logging.INFO, logger="router.event_log"):
+    with caplog.at_level(logging.INFO, logger="lake.request_log"):
         outcome = ingest_event_log(lake, folder, ingested)
     closed = name.removesuffix(".open")
     assert outcome.sealed == [closed]
@@ -398,7 +399,7 @@ def test_rows_feedback_and_corrupt_lines(lake: Lake, folders: tuple[Path, Path],
         "",
     ]))
 
-    with caplog.at_level(logging.WARNING, logger="assets.ab_events"):
+    with caplog.at_level(logging.WARNING, logger="lake.request_log"):
         outcome = ingest_event_log(lake, folder, ingested)
     assert (outcome.events, outcome.feedback, outcome.skipped_lines) == (4, 5, 3)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from assets.contract import load_contract
+from assets.ingest.contract import load_contract
 from lake.registry import ModelRegistry
 from tests.test_ingest_pipeline import Pipeline
 

@@ -8,12 +8,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from assets.resources import lake_for
+from assets.jobs import INGEST_JOB
 from config import load_config
 from definitions import build_definitions
+from lake.open import open_lake
 from lake.paths import data_paths
 from lake.tables import BATCHES, CLEANED, FEATURES, QUALITY, QUALITY_BATCH_ROW, RAW
-from sensors.inbox import INGEST_JOB
 from stream.emulator import StreamEmulator
 from tests.conftest import make_source, write_config
 
@@ -25,7 +25,7 @@ class Pipeline:
         self.config_path = config_path or write_config(tmp_path / "cfg", override)
         self.cfg = load_config(self.config_path)
         self.paths = data_paths(tmp_path / "data").ensure()
-        self.lake = lake_for(self.cfg, self.paths)
+        self.lake = open_lake(self.cfg, self.paths)
         self.defs = build_definitions(str(self.config_path), str(self.paths.root))
         self.job = self.defs.resolve_job_def(INGEST_JOB)
         self.instance = dg.DagsterInstance.ephemeral()
@@ -191,7 +191,7 @@ def test_any_dataset_through_config_alone_xlsx_join_and_inferred_roles(tmp_path:
                 "quality": {"ranges": {}}, "stream": {"batch_rows": 200}}
     pipe = Pipeline(tmp_path, config_path=write_config(folder, override))
     assert pipe.emit_and_run().success and pipe.emit_and_run().success
-    from assets.contract import load_contract
+    from assets.ingest.contract import load_contract
 
     contract = load_contract(pipe.lake)
     roles = {c.name: c.role for c in contract.columns}

@@ -9,7 +9,7 @@ import pandas as pd
 from sklearn.ensemble import ExtraTreesClassifier
 from sklearn.tree import DecisionTreeClassifier
 
-from assets.interpretation import SHAP_BUDGET_SECONDS, exact_tree_shap_seconds, shap_summary
+from assets.training.interpretation import SHAP_BUDGET_SECONDS, exact_tree_shap_seconds, shap_summary
 
 
 def _data(n: int) -> tuple[pd.DataFrame, np.ndarray]:

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.cleaning import clean_batch
-from assets.contract import build_contract, contract_conflicts
-from assets.quality_metrics import batch_quality, evaluate_checks, seen_categories
+from assets.ingest.cleaning import clean_batch
+from assets.ingest.contract import build_contract, contract_conflicts
+from assets.ingest.quality import batch_quality, evaluate_checks, seen_categories
 from config import load_config
 from features import FeatureSpec, build_features, encode_target
 from lake.tables import QUALITY_BATCH_ROW

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from assets.policy import training_action
+from assets.training.policy import training_action
 from lake.registry import ModelRegistry
 from tests.conftest import make_source, write_config
 from tests.test_ingest_pipeline import Pipeline
@@ -58,7 +58,7 @@ def _trees(estimator) -> int:
 
 @pytest.mark.parametrize("family", ["rf", "lightgbm"])
 def test_tree_ensembles_refresh_incrementally(tmp_path: Path, family: str) -> None:
-    from assets.refresh import refresh
+    from assets.training.refresh import refresh
 
     pipe = _pipe(tmp_path, [family])
     registry = ModelRegistry(pipe.lake, pipe.paths.artifacts)

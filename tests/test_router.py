@@ -18,7 +18,7 @@ from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 from scipy import stats
 
-from assets.ab_events import ingest_event_log
+from assets.ab.events import ingest_event_log
 from lake.registry import ModelRegistry
 from lake.tables import AB_EVENTS, AB_FEEDBACK
 from router.app import create_app
@@ -325,7 +325,7 @@ def test_a_failing_model_is_an_error_of_its_variant(lakehouse: Pipeline) -> None
     naming the model, and the failed rows are still logged."""
     from dataclasses import replace
 
-    from assets.ab_analysis import analyse, labelled_events
+    from assets.ab.analysis import analyse, labelled_events
     from lake.experiments import ExperimentStore
 
     app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)

@@ -16,7 +16,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assets.ab_events import ingest_event_log
+from assets.ab.events import ingest_event_log
 from lake.registry import AliasChange, ModelRegistry
 from lake.tables import AB_EVENTS
 from tests.router_server import RouterServer, config_with_router, free_port

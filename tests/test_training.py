@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.retrain import retrain
-from assets.steps import require_contract
-from assets.training import fold_bounds, select_training_data, setup_experiment
+from assets.ingest.steps import require_contract
+from assets.training.data import select_training_data
+from assets.training.retrain import retrain
+from assets.training.search import fold_bounds, setup_experiment
 from features import FeatureSpec
 from lake.registry import AliasChange, IntegrityError, ModelRegistry
 from lake.tables import FEATURES, LEADERBOARD, MODEL_REGISTRY_SCHEMA
@@ -219,7 +220,7 @@ def test_inference_command_writes_predictions_csv(trained: Pipeline, tmp_path: P
 
 
 def test_summary_report_covers_batches_and_versions(trained: Pipeline) -> None:
-    from assets.summary import make_summary_report
+    from assets.training.report import make_summary_report
 
     report = trained.paths.reports / "summary.html"  # written by retrain_job's summary_report step
     assert report.exists()
@@ -246,7 +247,7 @@ def test_candidate_models_metadata_links_interpretation(trained: Pipeline) -> No
 def test_time_order_does_not_depend_on_the_order_rows_were_read_in() -> None:
     """Hourly times tie; the files of a Delta table are read in an order that changes with every
     write: the order (and so the folds, the row cap and the reference sample) must not."""
-    from assets.training import time_ordered
+    from assets.training.data import time_ordered
 
     rng = np.random.default_rng(3)
     frame = pd.DataFrame({"event_time": pd.to_datetime("2024-01-01", utc=True)

@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from assets.ab_analysis import A, Analysis, B
-from assets.eda import png_base64
+from assets.ab.analysis import A, Analysis, B
+from assets.plots import png_base64
 
 
 def _plots(analysis: Analysis, events: pd.DataFrame) -> list[tuple[str, str]]:

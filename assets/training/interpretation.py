@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from assets.training import model_frame
 from features import FeatureSpec
+from serving.model_io import model_frame
 
 log = logging.getLogger(__name__)
 

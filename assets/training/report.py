@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from assets.eda import png_base64
+from assets.plots import png_base64
 from lake.delta import Lake
 from lake.tables import BATCHES, LEADERBOARD, MODEL_ALIASES, MODEL_REGISTRY, QUALITY, QUALITY_BATCH_ROW
 

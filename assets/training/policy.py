@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from assets.refresh import refresh_data
-from assets.training import select_training_data
+from assets.training.data import select_training_data
+from assets.training.refresh import refresh_data
 from config.schema import PipelineConfig
 from lake.delta import Lake
 from lake.registry import ModelRegistry
@@ -20,7 +20,7 @@ from lake.tables import FEATURES
 def training_action(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig,
                     drifted_batches: Sequence[str] = ()) -> tuple[str | None, str]:
     """("full" | "refresh" | None, why); ``drifted_batches``: new batches whose drift verdict
-    requests retraining (see :func:`assets.drift.retrain_requests`)."""
+    requests retraining (see :func:`assets.drift.compute.retrain_requests`)."""
     if not lake.exists(FEATURES):
         return None, "no features yet"
     features = lake.read(FEATURES)

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import joblib
 import pandas as pd
 
-from assets.fallback import FALLBACK_MODEL_ID, fit_fallback
-from assets.interpretation import interpret
-from assets.steps import require_contract
-from assets.training import (
-    evaluate,
-    gate_decision,
-    input_schema,
-    latency_profile,
-    library_versions,
-    params_of,
-    run_search,
-    select_training_data,
-)
+from assets.ingest.steps import require_contract
+from assets.training.data import select_training_data
+from assets.training.evaluation import evaluate, gate_decision
+from assets.training.fallback import FALLBACK_MODEL_ID, fit_fallback
+from assets.training.registration import input_schema, library_versions, register_model
+from assets.training.search import params_of, run_search
 from config import config_hash
 from config.schema import PipelineConfig
 from features import FeatureSpec
@@ -90,7 +80,7 @@ def retrain(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
               "training_rows": len(data.train), "config_hash": config_hash(cfg),
               "library_versions": library_versions(), "input_schema": input_schema(data.train, spec),
               "run_id": run_id}
-    version = _register(registry, search.pipeline, data.holdout, spec, {
+    version = register_model(registry, search.pipeline, data.holdout, spec, {
         **common, "role": "candidate", "algorithm": search.algorithm, "model_id": search.model_id,
         "variant": search.variant, "hyperparameters": params_of(search.pipeline), "cv_metrics": search.cv_metrics,
         "holdout_metrics": holdout, "gate": gate})
@@ -104,18 +94,6 @@ def retrain(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
     return outcome
 
 
-def _register(registry: ModelRegistry, model: Any, holdout: pd.DataFrame, spec: FeatureSpec, row: dict) -> int:
-    """Pickle the model, profile it, write its interpretation, and register it."""
-    registry.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=registry.artifacts_dir) as tmp:
-        artifact = Path(tmp) / "model.joblib"
-        joblib.dump(model, artifact)
-        written = interpret(model, holdout, spec, Path(tmp) / "interpretation")
-        row = {**row, **latency_profile(model, holdout, spec),
-               "interpretation": {k: str(Path(v).relative_to(tmp)) for k, v in written.items()}}
-        return registry.register(artifact, row)
-
-
 def _refresh_fallback(registry: ModelRegistry, data: Any, spec: FeatureSpec, cfg: PipelineConfig, *,
                       common: dict, run_id: str, say: Any) -> int | None:
     """Fit the robust fallback on the same window; register it as ``fallback`` if it clears the
@@ -126,7 +104,7 @@ def _refresh_fallback(registry: ModelRegistry, data: Any, spec: FeatureSpec, cfg
     if not gate["passed"]:
         say(f"fallback not registered: {gate['reason']}")
         return None
-    version = _register(registry, model, data.holdout, spec, {
+    version = register_model(registry, model, data.holdout, spec, {
         **common, "role": "fallback", "algorithm": type(model.steps[-1][1]).__name__,
         "model_id": FALLBACK_MODEL_ID, "variant": "ordinal_native_nan", "hyperparameters": params_of(model),
         "cv_metrics": {}, "holdout_metrics": metrics, "gate": gate})

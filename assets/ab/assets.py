@@ -1,22 +1,57 @@
-"""Dagster side of the A/B test: the ``ab_analysis`` asset and ``promote_job`` (thin wrappers over
-assets.ab_analysis, assets.ab_report and assets.promotion); their sensors are in sensors/ab.py."""
+"""Dagster side of the A/B test (thin wrappers): the ``ab_events`` asset (the request log into Delta,
+over :mod:`assets.ab.events`), the ``ab_analysis`` asset (:mod:`assets.ab.analysis`, :mod:`assets.ab.report`)
+and the ``apply_decision`` op of promote_job (:mod:`assets.ab.promotion`). The jobs are built in
+:mod:`assets.jobs`, the sensors in :mod:`sensors.ab`."""
 
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
-from assets.ab_analysis import Analysis, analyse, labelled_events
-from assets.ab_events_asset import ab_events
-from assets.ab_report import write_report
+from assets.ab.analysis import Analysis, analyse, labelled_events
+from assets.ab.events import ingest_event_log
+from assets.ab.promotion import promote, rollback
+from assets.ab.report import write_report
 from assets.metadata import numbers
-from assets.promotion import promote, rollback
 from assets.resources import LakehouseResource
 from config.schema import ABConfig
 from lake.experiments import RUNNING, ExperimentStore
+from lake.tables import AB_EVENTS, AB_FEEDBACK
 
-AB_ANALYSIS_JOB = "ab_analysis_job"
-PROMOTE_JOB = "promote_job"
+UNIQUE_CHECK = "each_request_once"
+
+
+def _unique_check(lake) -> dg.AssetCheckResult:
+    """Exactly once, verified on the table: as many distinct request ids as rows."""
+    ids = lake.read(AB_EVENTS, columns=["request_id"])["request_id"] if lake.exists(AB_EVENTS) else None
+    rows, distinct = (0, 0) if ids is None else (len(ids), int(ids.nunique()))
+    return dg.AssetCheckResult(check_name=UNIQUE_CHECK, passed=rows == distinct, severity=dg.AssetCheckSeverity.ERROR,
+                               description=f"{rows} rows, {distinct} distinct request ids",
+                               metadata={"rows": rows, "duplicated": rows - distinct})
+
+
+@dg.asset(group_name="ab_test", kinds={"deltalake"},
+          check_specs=[dg.AssetCheckSpec(UNIQUE_CHECK, asset="ab_events", description="Every logged request is in "
+                                         "`ab_events` once (request_id unique over the whole table).")],
+          description="Predictions and late labels the router logged, from its closed event-log segments, "
+                      "merged exactly once on request_id / feedback_id (segments of dead workers are sealed "
+                      "first, a half-written last line dropped).")
+def ab_events(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    paths, lake = lakehouse.paths(), lakehouse.lake()
+    outcome = ingest_event_log(lake, paths.events, paths.events_ingested)
+    context.log.info("event log: %d segment(s), %d prediction(s) (%d new), %d feedback (%d new)",
+                     len(outcome.segments), outcome.events, outcome.events_inserted, outcome.feedback,
+                     outcome.feedback_inserted)
+    return dg.MaterializeResult(metadata={
+        **numbers({"segments": len(outcome.segments), "predictions": outcome.events,
+                   "predictions_inserted": outcome.events_inserted, "feedback": outcome.feedback,
+                   "feedback_inserted": outcome.feedback_inserted, "skipped_lines": outcome.skipped_lines,
+                   "duplicates": outcome.duplicates,
+                   "ab_events_rows": lake.table(AB_EVENTS).count() if lake.exists(AB_EVENTS) else 0,
+                   "ab_feedback_rows": lake.table(AB_FEEDBACK).count() if lake.exists(AB_FEEDBACK) else 0}),
+        "sealed_orphans": dg.MetadataValue.json(outcome.sealed),
+        "ab_events_uri": dg.MetadataValue.path(lake.uri(AB_EVENTS)),
+    }, check_results=[_unique_check(lake)])
 
 
 SRM_CHECK, LABELS_CHECK = "no_sample_ratio_mismatch", "labels_arrive_evenly"
@@ -107,11 +142,10 @@ def apply_decision(context: dg.OpExecutionContext, config: PromoteConfig, lakeho
         if running is None or running.status != RUNNING:
             context.log.info("no running experiment: nothing to apply")
             return "nothing"
-        row = store.all().set_index("experiment_id").loc[running.experiment_id]
-        action = row["decision"] if row["decision"] in ("promote", "rollback") else "nothing"
+        decision, _ = store.last_decision(running.experiment_id)
+        action = decision if decision in ("promote", "rollback") else "nothing"
         if action == "nothing":
-            context.log.info("experiment %s: last decision %r, nothing to apply", running.experiment_id,
-                             row["decision"])
+            context.log.info("experiment %s: last decision %r, nothing to apply", running.experiment_id, decision)
             return action
     reason = config.reason or f"{action} by promote_job {context.run_id}"
     actor = f"promote_job:{context.run_id}"
@@ -122,10 +156,3 @@ def apply_decision(context: dg.OpExecutionContext, config: PromoteConfig, lakeho
         experiment_id = rollback(registry, actor=actor, reason=reason)
         context.log.info("rolled back experiment %s", experiment_id)
     return action
-
-
-@dg.job(name=PROMOTE_JOB, tags={"lakehouse/pipeline": "promote"},
-        description="Apply the A/B decision: promote staging (prod -> staging's version, previous -> old prod, "
-                    "staging cleared, one commit) or roll back (split 0, experiment closed).")
-def promote_job() -> None:
-    apply_decision()

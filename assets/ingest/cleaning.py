@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from assets.contract import Contract
-from assets.quality_metrics import out_of_range_mask
+from assets.ingest.contract import Contract
+from assets.ingest.quality import out_of_range_mask
 from config.schema import PipelineConfig
 
 

@@ -1,4 +1,5 @@
-"""Partitioned assets of the ingestion pipeline: raw -> quality -> cleaned -> features.
+"""Dagster side of ingestion: the partitioned raw -> quality -> cleaned -> features assets and the
+unpartitioned ``eda_report``.
 
 Each asset is a thin wrapper: it reads its batch from the lake, calls a plain function and
 writes the result back as one Delta commit, then reports metadata to the Dagster UI.
@@ -9,14 +10,17 @@ import json
 
 import dagster as dg
 
-from assets.batch_reader import BatchRejected
-from assets.ingest import ingest_batch
+from assets.ingest.batch import ingest_batch
+from assets.ingest.contract import load_contract
+from assets.ingest.reader import BatchRejected
+from assets.ingest.report import make_eda_report
+from assets.ingest.steps import cleaning_step, features_step, quality_step
 from assets.metadata import numbers, preview, timestamp
 from assets.partitions import batches_partitions
 from assets.resources import LakehouseResource
-from assets.steps import cleaning_step, features_step, quality_step
 from config.schema import QUALITY_CHECKS, PipelineConfig
-from lake.tables import QUALITY_BATCH_ROW, RAW
+from features import FeatureSpec
+from lake.tables import FEATURES, QUALITY, QUALITY_BATCH_ROW, RAW
 
 INGEST_GROUP = "ingest"
 
@@ -126,4 +130,31 @@ def features(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) ->
            if str(target.dtype) in ("Int64", "float64") and len(frame) else {}),
         "time_min": timestamp(frame["event_time"].min()), "time_max": timestamp(frame["event_time"].max()),
         "preview": preview(frame),
+    })
+
+
+
+@dg.asset(group_name="ingest", deps=[features], kinds={"html", "matplotlib"},
+          description="Self-contained HTML EDA of the `features` table: target balance over batches, "
+                      "missingness per batch, quality score, distributions, categories, correlations.")
+def eda_report(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    cfg, paths, lake = lakehouse.cfg(), lakehouse.paths(), lakehouse.lake()
+    contract = load_contract(lake)
+    if contract is None or not lake.exists(FEATURES):
+        raise dg.Failure("no batch has reached the `features` table yet")
+    spec = FeatureSpec.from_contract(contract, cfg)
+    frame = lake.read(FEATURES)
+    if len(frame) > cfg.eda.max_rows:  # plots need a sample, not the whole history
+        frame = frame.sample(cfg.eda.max_rows, random_state=0)
+    quality = lake.read(QUALITY, missing_ok=True)
+    out = paths.reports / "eda_report.html"
+    summary = make_eda_report(frame, spec, quality, out, dataset=cfg.dataset.name,
+                              max_columns=cfg.eda.max_columns)
+    context.log.info("EDA report written to %s", out)
+    return dg.MaterializeResult(metadata={
+        "report": dg.MetadataValue.path(str(out)),
+        "report_url": dg.MetadataValue.url(out.as_uri()),
+        **numbers({"rows_sampled": summary["rows"], "batches": summary["batches"],
+                   "missing_share": summary["missing_share"], "plots": summary["plots"]}),
+        "time_range": f"{summary['time_min']} .. {summary['time_max']}",
     })

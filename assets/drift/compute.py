@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assets.drift_stats import (
+from assets.drift.stats import (
     FeatureDrift,
     categorical_drift,
     drifted_share,
@@ -30,14 +30,8 @@ from assets.drift_stats import (
     numeric_drift,
     persistent,
 )
-from assets.training import (
-    class_labels,
-    higher_is_better,
-    metrics_of,
-    model_frame,
-    model_outputs,
-    time_ordered,
-)
+from assets.training.data import time_ordered
+from assets.training.evaluation import higher_is_better, metrics_of
 from config.schema import BATCH_ID_PATTERN, DriftConfig, PipelineConfig
 from features import FeatureSpec
 from lake.delta import Lake
@@ -52,6 +46,7 @@ from lake.tables import (
     DRIFT_TARGET_ROW,
     FEATURES,
 )
+from serving.model_io import class_labels, model_frame, model_outputs
 from serving.scoring import ServedModel
 
 log = logging.getLogger(__name__)
@@ -88,7 +83,7 @@ class DriftResult:
 def reference_frame(lake: Lake, prod_row: dict, target: str, max_rows: int) -> tuple[pd.DataFrame, int]:
     """Exactly the rows prod was trained on: its training batches read at the `features` version it
     used, labelled rows in event-time order, the last ``training_rows`` of them (as
-    :func:`assets.training.select_training_data` cut them); then a fixed-seed sample of at most
+    :func:`assets.training.data.select_training_data` cut them); then a fixed-seed sample of at most
     ``max_rows``. Returns the frame and that Delta version."""
     batches = json.loads(prod_row["training_batches"])
     version = int(prod_row["features_version"])

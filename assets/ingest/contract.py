@@ -2,26 +2,29 @@
 
 Roles given in the configuration win; columns the configuration leaves open are inferred from
 the first batch that reaches the lake and then frozen, so every later batch is typed and checked
-the same way (a column that parsed as numbers in January must parse as numbers in July).
-"""
+the same way (a column that parsed as numbers in January must parse as numbers in July)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from config.schema import PipelineConfig
 from lake.tables import LINEAGE_COLUMNS, SCHEMA_CONTRACT, SCHEMA_CONTRACT_SCHEMA, TS
+from serving.parsing import parse_numeric
 
-ROLES = ("time", "target", "id", "numeric", "categorical", "text", "ignore")
 FEATURE_ROLES = ("numeric", "categorical", "text")
+
+
 ARROW_TYPES = {"float64": pa.float64(), "string": pa.string(), "timestamp": TS}
+
+
 TEXT_MIN_WORDS = 4.0
+
+
 TEXT_MIN_UNIQUE_SHARE = 0.5
 
 
@@ -84,41 +87,6 @@ class Contract:
         df = df.sort_values("position")
         return cls(tuple(ColumnSpec(r.column, r.role, r.dtype, r.origin, r.note or "")
                          for r in df.itertuples(index=False)))
-
-
-def parse_numeric(values: pd.Series) -> pd.Series:
-    """Numbers from numbers, numeric strings or booleans; anything else becomes NaN."""
-    if values.dtype == bool:
-        return values.astype("float64")
-    return pd.to_numeric(values, errors="coerce").astype("float64")
-
-
-def parse_time(values: pd.Series) -> pd.Series:
-    """UTC timestamps; naive values are taken as UTC, unparseable ones become NaT."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        out = values
-    else:
-        out = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-        if out.isna().sum() > values.isna().sum():  # not ISO: let pandas infer the format
-            out = pd.to_datetime(values, errors="coerce", utc=True)
-    if getattr(out.dt, "tz", None) is None:
-        out = out.dt.tz_localize("UTC")
-    return out.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-
-
-def as_text(values: pd.Series) -> pd.Series:
-    """Strings with missing values kept missing (1.0 stays '1.0', True becomes 'True')."""
-    out = values.astype(object)
-    mask = out.notna()
-    out[mask] = out[mask].map(_to_str)
-    out[~mask] = None
-    return out
-
-
-def _to_str(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _infer_role(values: pd.Series, max_error_share: float) -> tuple[str, str, str]:
@@ -222,12 +190,3 @@ def ensure_contract(lake, df: pd.DataFrame, cfg: PipelineConfig, batch_id: str) 
         raise ValueError("configuration contradicts the schema contract stored in the lake: "
                          + "; ".join(conflicts))
     return contract
-
-
-def summarize_dtypes(df: pd.DataFrame) -> str:
-    return json.dumps({c: str(t) for c, t in df.dtypes.items()})
-
-
-def share(mask: pd.Series | np.ndarray) -> float:
-    """Mean of a boolean mask, 0.0 for an empty one."""
-    return float(np.mean(mask)) if len(mask) else 0.0

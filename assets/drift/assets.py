@@ -1,11 +1,11 @@
-"""The partitioned ``drift`` asset: each batch against prod's training data (thin wrapper over assets.drift)."""
+"""Dagster side of drift: the partitioned ``drift`` asset, each batch against prod's training data
+(thin wrapper over :mod:`assets.drift.compute`)."""
 
 import dagster as dg
 import pandas as pd
 
-from assets.drift import DriftResult, compute_drift
-from assets.ingest_assets import INGEST_GROUP
-from assets.ingest_assets import features as features_asset
+from assets.drift.compute import DriftResult, compute_drift
+from assets.ingest.assets import INGEST_GROUP, features
 from assets.metadata import numbers
 from assets.partitions import batches_partitions
 from assets.resources import LakehouseResource
@@ -51,7 +51,7 @@ def _markdown(frame: pd.DataFrame) -> str:
     return shown.astype(object).where(shown.notna(), "").to_markdown(index=False)
 
 
-@dg.asset(partitions_def=batches_partitions, group_name=INGEST_GROUP, deps=[features_asset],
+@dg.asset(partitions_def=batches_partitions, group_name=INGEST_GROUP, deps=[features],
           kinds={"deltalake", "scipy"},
           check_specs=[dg.AssetCheckSpec(DRIFT_CHECK, asset="drift", blocking=False,
                                          description="Fails when the batch drifted from prod's training data.")],

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from assets.cleaning import clean_batch
-from assets.contract import Contract, load_contract
-from assets.quality_metrics import CheckOutcome, batch_quality, evaluate_checks, seen_categories
+from assets.ingest.cleaning import clean_batch
+from assets.ingest.contract import Contract, load_contract
+from assets.ingest.quality import CheckOutcome, batch_quality, evaluate_checks, seen_categories
 from config.schema import PipelineConfig
 from features import FeatureSpec, build_features, target_arrow_type
 from lake.delta import Lake

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,16 +14,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from assets.plots import png_base64
 from features import FeatureSpec
 from lake.tables import BATCH_COLUMN, QUALITY_BATCH_ROW
-
-
-def png_base64(fig: plt.Figure, tight: bool = True) -> str:
-    """PNG as base64. ``tight`` bounding boxes cost ~50 ms per axes, so grids lay out by hand."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight" if tight else None)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def _grid(n: int, cols: int = 4) -> tuple[plt.Figure, np.ndarray]:

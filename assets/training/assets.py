@@ -1,4 +1,5 @@
-"""``candidate_models``: the AutoML training run of ``retrain_job`` (thin wrapper over assets.retrain)."""
+"""Dagster side of training (thin wrappers): ``candidate_models``, the AutoML run of ``retrain_job``
+(:mod:`assets.training.retrain`, :mod:`assets.training.refresh`), and ``summary_report``."""
 
 import json
 from pathlib import Path
@@ -7,14 +8,12 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from assets.ingest_assets import features as features_asset
+from assets.ingest.assets import features
 from assets.metadata import numbers
-from assets.refresh import refresh
 from assets.resources import LakehouseResource
-from assets.retrain import retrain
+from assets.training.refresh import refresh
+from assets.training.retrain import retrain
 from lake.tables import LEADERBOARD
-
-RETRAIN_JOB = "retrain_job"
 
 
 class RetrainConfig(dg.Config):
@@ -25,7 +24,7 @@ class RetrainConfig(dg.Config):
         "refresh of prod on the batches that arrived after its data (see README, Model lifecycle).")
 
 
-@dg.asset(group_name="training", deps=[features_asset], kinds={"pycaret", "deltalake"},
+@dg.asset(group_name="training", deps=[features], kinds={"pycaret", "deltalake"},
           description="PyCaret AutoML on a time-ordered window of `features`: every preprocessing variant "
                       "compared with time-series CV, the best tuned and finalized, evaluated on the most recent "
                       "batches, and registered (prod if none, else staging) when it passes the gate.")
@@ -77,7 +76,7 @@ def _interpretation_links(lakehouse: LakehouseResource, version: int | None) -> 
           description="HTML summary over batches and model versions: data quality, metrics, hyperparameters, "
                       "latency and memory per version, alias history, best candidate of each run.")
 def summary_report(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
-    from assets.summary import make_summary_report
+    from assets.training.report import make_summary_report
 
     cfg, paths = lakehouse.cfg(), lakehouse.paths()
     out = paths.reports / "summary.html"

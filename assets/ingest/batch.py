@@ -17,14 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from assets.batch_reader import (
-    BatchRejected,
-    batch_meta,
-    conform_to_contract,
-    quarantine_file,
-    read_batch_file,
-)
-from assets.contract import Contract, ensure_contract
+from assets.ingest.contract import Contract, ensure_contract
+from assets.ingest.reader import BatchRejected, batch_meta, conform_to_contract, quarantine_file, read_batch_file
 from config.schema import BATCH_ID_PATTERN, PipelineConfig
 from lake.delta import Lake
 from lake.paths import DataPaths, sha256_file

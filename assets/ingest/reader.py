@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from assets.contract import Contract, as_text, parse_numeric, parse_time, share
+from assets.ingest.contract import Contract
 from config.schema import PipelineConfig
+from serving.parsing import as_text, parse_numeric, parse_time, share
 from stream.sources import detect_format, read_file
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from assets.ab_stats import (
+from assets.ab.stats import (
     Comparison,
     Decision,
     DecisionRules,

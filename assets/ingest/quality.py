@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from assets.contract import Contract, share
+from assets.ingest.contract import Contract
 from config.schema import PipelineConfig, QualityConfig
 from lake.tables import QUALITY_BATCH_ROW, QUALITY_SCHEMA
+from serving.parsing import share
 
 
 @dataclass(frozen=True)

@@ -24,23 +24,17 @@ from typing import Any
 
 import pandas as pd
 
-from assets.retrain import RetrainOutcome, _register
-from assets.training import (
-    TrainingData,
-    evaluate,
-    gate_decision,
-    input_schema,
-    library_versions,
-    model_frame,
-    params_of,
-    run_search,
-    time_ordered,
-)
+from assets.training.data import TrainingData, time_ordered
+from assets.training.evaluation import evaluate, gate_decision
+from assets.training.registration import input_schema, library_versions, register_model
+from assets.training.retrain import RetrainOutcome
+from assets.training.search import params_of, run_search
 from config import config_hash
 from config.schema import PipelineConfig
 from lake.delta import Lake
 from lake.registry import AliasChange, ModelRegistry
 from lake.tables import BATCH_COLUMN, EVENT_TIME_COLUMN, FEATURES, LEADERBOARD, LEADERBOARD_SCHEMA
+from serving.model_io import model_frame
 from serving.scoring import ServedModel
 
 log = logging.getLogger(__name__)
@@ -137,7 +131,7 @@ def refresh(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
     say(f"refresh ({how}): hold-out {metrics}; gate: {gate['reason']}")
     if not gate["passed"]:
         return outcome
-    version = _register(registry, model, data.holdout, spec, {
+    version = register_model(registry, model, data.holdout, spec, {
         "task": spec.task, "metric": cfg.sort_metric, "training_batches": data.train_batches,
         "holdout_batches": data.holdout_batches, "features_version": features_version,
         "training_rows": len(data.train), "config_hash": config_hash(cfg), "library_versions": library_versions(),

@@ -9,8 +9,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
-from assets.training import model_frame
 from features import FeatureSpec
+from serving.model_io import model_frame
 
 FALLBACK_MODEL_ID = "hgb_fallback"
 

@@ -1,0 +1,1 @@
+"""Drift: each batch against prod's training data (statistics, verdict, retraining requests)."""

@@ -1,0 +1,1 @@
+"""Training: the data window, AutoML search, evaluation and gate, registration, refresh, fallback, summary report."""

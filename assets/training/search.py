@@ -1,0 +1,160 @@
+"""AutoML search with PyCaret (imported lazily).
+
+Time order is kept everywhere: the most recent batches are held out, PyCaret's own test split
+is the later part of the training window (``data_split_shuffle=False``), and cross-validation
+uses expanding time-series folds (``fold_strategy="timeseries"``) so no fold trains on rows
+later than the rows it is validated on."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from assets.training.evaluation import higher_is_better
+from config.schema import PipelineConfig, PreprocessingVariant
+from features import FeatureSpec
+from lake.paths import route_pycaret_log
+from serving.model_io import model_frame
+
+log = logging.getLogger(__name__)
+
+
+def _experiment(task: str):
+    import matplotlib
+
+    route_pycaret_log()
+    fonts = matplotlib.rcParams["font.sans-serif"]
+    if task == "classification":
+        from pycaret.classification import ClassificationExperiment as Experiment
+    else:
+        from pycaret.regression import RegressionExperiment as Experiment
+    # importing PyCaret (its plotting stack) sets fonts that a bare Linux machine lacks, and every
+    # later plot then logs a findfont warning per glyph: keep matplotlib's own (bundled) fonts
+    matplotlib.rcParams["font.sans-serif"] = fonts
+    return Experiment()
+
+
+def setup_experiment(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, variant: PreprocessingVariant):
+    """A PyCaret experiment on the time-ordered training window with one preprocessing variant."""
+    t = cfg.training
+    exp = _experiment(spec.task)
+    exp.setup(
+        data=model_frame(train, spec), target=spec.target, train_size=t.train_fraction,
+        data_split_shuffle=False, data_split_stratify=False,
+        fold_strategy="timeseries", fold=t.folds, fold_shuffle=False,
+        numeric_features=[*spec.time_features, *spec.numeric], categorical_features=list(spec.categorical),
+        text_features=list(spec.text) or None,
+        numeric_imputation=variant.numeric_imputation, categorical_imputation=variant.categorical_imputation,
+        normalize=variant.normalize, normalize_method=variant.normalize_method,
+        rare_to_value=variant.rare_to_value, max_encoding_ohe=variant.max_encoding_ohe,
+        session_id=t.session_id, n_jobs=t.n_jobs, verbose=False, html=False, log_experiment=False,
+    )
+    if spec.task == "classification":
+        from sklearn.metrics import log_loss
+
+        exp.add_metric("logloss", "LogLoss", log_loss, target="pred_proba", greater_is_better=False)
+    return exp
+
+
+def fold_bounds(exp) -> list[tuple[int, int]]:
+    """(last training position, first validation position) of every CV fold, plus the test split."""
+    x_train, x_test = exp.get_config("X_train"), exp.get_config("X_test")
+    bounds = [(int(tr.max()), int(te.min())) for tr, te in exp.get_config("fold_generator").split(x_train)]
+    if len(x_test):
+        bounds.append((len(x_train) - 1, len(x_train)))
+    return bounds
+
+
+def params_of(estimator: Any) -> dict[str, Any]:
+    """JSON-safe hyperparameters of the final estimator of a pipeline (or an estimator)."""
+    est = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+            for k, v in sorted(est.get_params(deep=False).items())}
+
+
+def _leaderboard_rows(grid: pd.DataFrame, exp, variant: str, metric: str, stage: str) -> list[dict]:
+    defaults = exp.models(internal=True)
+    rows = []
+    for model_id, rec in grid.iterrows():
+        metrics = {k: float(v) for k, v in rec.items() if k not in ("Model", "TT (Sec)")}
+        args = defaults.loc[model_id, "Args"] if model_id in defaults.index else {}
+        rows.append({"model_id": str(model_id), "model": str(rec["Model"]), "variant": variant, "stage": stage,
+                     "hyperparameters": json.dumps(args, default=repr, sort_keys=True),
+                     "metrics": json.dumps(metrics), "sort_metric": metric, "sort_value": metrics.get(metric),
+                     "fit_seconds": float(rec.get("TT (Sec)", np.nan))})
+    return rows
+
+
+@dataclass
+class SearchResult:
+    pipeline: Any
+    model_id: str
+    algorithm: str
+    variant: str
+    cv_metrics: dict[str, float]
+    leaderboard: pd.DataFrame
+    fold_bounds: list[tuple[int, int]]
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_id: str,
+               progress: Any = None) -> SearchResult:
+    """compare_models for every preprocessing variant, tune the best, finalize it on the window."""
+    t, metric = cfg.training, cfg.sort_metric
+    started = time.perf_counter()
+    say = progress or log.info
+    rows: list[dict] = []
+    best: tuple[float, Any, Any, str, str] | None = None  # (score, model, exp, variant, model_id)
+    sign = 1 if higher_is_better(metric) else -1
+    candidates = list(t.models)
+    for i, variant in enumerate(t.variants):
+        say(f"variant {variant.name}: setup on {len(train)} rows, comparing {candidates} by {metric}")
+        exp = setup_experiment(train, spec, cfg, variant)
+        top = exp.compare_models(include=candidates, sort=metric, n_select=max(t.tune_top, 1),
+                                 budget_time=t.budget_time_minutes, verbose=False, errors="raise")
+        grid = exp.pull()
+        if i == 0:  # later variants re-run only the strongest families of the first
+            candidates = [str(m) for m in grid.index[: t.variant_models]]
+        rows += _leaderboard_rows(grid, exp, variant.name, metric, "compare")
+        top = top if isinstance(top, list) else [top]
+        score = float(grid.iloc[0][metric])
+        say(f"variant {variant.name}: best {grid.index[0]} {metric}={score:.4f}")
+        if best is None or sign * score > sign * best[0]:
+            best = (score, top[0], exp, variant.name, str(grid.index[0]))
+    assert best is not None
+    score, model, exp, variant_name, model_id = best
+    cv: dict[str, float] | None = None
+    if t.tune_top:
+        say(f"tuning {model_id} ({t.tune_iterations} iterations)")
+        tuned = exp.tune_model(model, n_iter=t.tune_iterations, optimize=metric, choose_better=True, verbose=False)
+        tuned_metrics = {k: float(v) for k, v in exp.pull().loc["Mean"].items()}
+        improved = params_of(tuned) != params_of(model)  # choose_better returns the original otherwise
+        rows.append({"model_id": model_id, "model": type(tuned).__name__, "variant": variant_name,
+                     "stage": "tuned" if improved else "tuned (not better: kept the default)",
+                     "hyperparameters": json.dumps(params_of(tuned), sort_keys=True),
+                     "metrics": json.dumps(tuned_metrics), "sort_metric": metric,
+                     "sort_value": tuned_metrics.get(metric), "fit_seconds": np.nan})
+        if improved:
+            model = tuned
+            cv = tuned_metrics
+    if cv is None:
+        cv = json.loads(next(r["metrics"] for r in rows
+                             if r["model_id"] == model_id and r["variant"] == variant_name and r["stage"] == "compare"))
+    bounds = fold_bounds(exp)
+    say(f"finalizing {model_id} on the whole window")
+    final = exp.finalize_model(model)
+    board = pd.DataFrame(rows)
+    board = board.sort_values("sort_value", ascending=not higher_is_better(metric), kind="stable")
+    board.insert(0, "rank", range(1, len(board) + 1))
+    board.insert(0, "trained_at", datetime.now(UTC))
+    board.insert(0, "run_id", run_id)
+    return SearchResult(final, model_id, type(final.steps[-1][1]).__name__, variant_name, cv, board, bounds,
+                        time.perf_counter() - started)
