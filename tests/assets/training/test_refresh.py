@@ -8,8 +8,7 @@ import pytest
 from assets.training.policy import training_action
 from lake.registry import ModelRegistry
 from tests.conftest import make_source, write_config
-from tests.test_ingest_pipeline import Pipeline
-from tests.test_training import FAST
+from tests.support.pipeline import FAST, Pipeline
 
 
 def _pipe(tmp_path: Path, models: list[str]) -> Pipeline:

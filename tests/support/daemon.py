@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from lake.paths import PROJECT_ROOT
-from tests.test_ingest_pipeline import Pipeline
+from tests.support.pipeline import Pipeline
 
 
 def _group_alive(pgid: int) -> bool:

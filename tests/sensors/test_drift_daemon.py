@@ -13,8 +13,8 @@ import pytest
 
 from lake.registry import ModelRegistry
 from lake.tables import DRIFT, DRIFT_BATCH_ROW
-from tests.daemon import daemon_runs, run_daemon_until
-from tests.test_drift import drift_pipeline
+from tests.assets.drift.test_drift import drift_pipeline
+from tests.support.daemon import daemon_runs, run_daemon_until
 
 WAIT_SECONDS = 420
 

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 from assets.ingest.contract import load_contract
+from lake.paths import PROJECT_ROOT
 from lake.registry import ModelRegistry
-from tests.test_ingest_pipeline import Pipeline
+from tests.support.pipeline import Pipeline
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "config" / "examples"
+EXAMPLES = PROJECT_ROOT / "config" / "examples"
 
 
 @pytest.mark.parametrize(("name", "metric", "bound"), [("reviews", "MAE", 0.8), ("tickets", "Accuracy", 0.8)])

@@ -75,7 +75,7 @@ def test_asset_checks_flag_a_sample_ratio_mismatch_and_a_duplicated_request(tmp_
     ab_events' check fails when a request appears twice in the table."""
     import dagster as dg
 
-    from tests.test_ingest_pipeline import Pipeline
+    from tests.support.pipeline import Pipeline
 
     pipe = Pipeline(tmp_path)
     experiment = ExperimentStore(pipe.lake).ensure(1, 2, 0.5, actor="test")

@@ -7,10 +7,11 @@ from pathlib import Path
 import yaml
 
 from lake.delta import Lake
+from lake.paths import PROJECT_ROOT
 from lake.tables import FEATURES, RAW
 from tests.conftest import write_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = PROJECT_ROOT
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -21,7 +21,7 @@ from lake.registry import ModelRegistry
 from lake.tables import DRIFT, DRIFT_BATCH_ROW, DRIFT_PREDICTION_ROW, DRIFT_TARGET_ROW, FEATURES
 from sensors.drift import DriftCursor, DriftEvent, plan_drift_requests
 from tests.conftest import make_source, write_config
-from tests.test_ingest_pipeline import Pipeline
+from tests.support.pipeline import Pipeline
 
 FAST_TRAINING = {"models": ["lr", "dt"], "folds": 2, "budget_time_minutes": 0.5, "tune_top": 0,
                  "holdout_min_rows": 200, "refresh_min_rows": 250, "gate": {"min_score": 0.55, "tolerance": 0.05}}

@@ -13,12 +13,10 @@ from assets.training.data import select_training_data
 from assets.training.retrain import retrain
 from assets.training.search import fold_bounds, setup_experiment
 from features import FeatureSpec
+from lake.paths import PROJECT_ROOT
 from lake.registry import AliasChange, IntegrityError, ModelRegistry
 from lake.tables import FEATURES, LEADERBOARD, MODEL_REGISTRY_SCHEMA
-from tests.test_ingest_pipeline import Pipeline
-
-FAST = {"models": ["lr", "dt", "knn"], "folds": 2, "budget_time_minutes": 0.5, "tune_iterations": 2,
-        "holdout_min_rows": 200}
+from tests.support.pipeline import FAST, Pipeline
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +205,7 @@ def test_inference_command_writes_predictions_csv(trained: Pipeline, tmp_path: P
 
     source = tmp_path / "requests.xlsx"
     INFERENCE_ROWS.to_excel(source, index=False)
-    root = Path(__file__).resolve().parents[1]
+    root = PROJECT_ROOT
     result = subprocess.run([sys.executable, str(root / "run.py"), "-mode", "inference", "-file", str(source),
                              "--config", str(trained.config_path), "--data", str(trained.paths.root)],
                             check=False, capture_output=True, text=True, timeout=300, cwd=root)

@@ -14,6 +14,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lake.delta import Lake
+from lake.paths import PROJECT_ROOT
 
 
 def _batch(batch_id: str, n: int) -> pd.DataFrame:
@@ -75,7 +76,7 @@ print("done", flush=True)
 
 def test_killed_writer_never_leaves_a_half_written_table(tmp_path: Path, lake: Lake) -> None:
     lake.overwrite_batch("raw", pd.DataFrame({"_batch_id": ["b1"] * 5, "x": range(5), "y": ["a"] * 5}), "b1")
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(PROJECT_ROOT)
     proc = subprocess.Popen([sys.executable, "-c", WRITER.format(root=root, uri=lake.root_uri)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "start"

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from assets.ab.events import ingest_event_log
 from lake.registry import AliasChange, ModelRegistry
 from lake.tables import AB_EVENTS
-from tests.router_server import RouterServer, config_with_router, free_port
-from tests.test_ingest_pipeline import Pipeline
-from tests.test_router import ROW, two_model_lakehouse
+from tests.router.test_router import ROW, two_model_lakehouse
+from tests.support.pipeline import Pipeline
+from tests.support.router_server import RouterServer, config_with_router, free_port
 
 CONCURRENCY = 8
 

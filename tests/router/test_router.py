@@ -23,7 +23,7 @@ from lake.registry import ModelRegistry
 from lake.tables import AB_EVENTS, AB_FEEDBACK
 from router.app import create_app
 from router.split import assign, bucket
-from tests.test_ingest_pipeline import Pipeline
+from tests.support.pipeline import Pipeline
 
 FAST = {"models": ["lr", "dt"], "folds": 2, "budget_time_minutes": 0.5, "tune_top": 0, "holdout_min_rows": 200,
         "gate": {"min_score": 0.55, "tolerance": 0.2}}

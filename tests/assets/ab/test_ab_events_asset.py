@@ -12,7 +12,7 @@ from definitions import build_definitions
 from lake.tables import AB_EVENTS, AB_FEEDBACK
 from router.event_log import EventLog
 from tests.conftest import write_config
-from tests.test_ingest_pipeline import Pipeline
+from tests.support.pipeline import Pipeline
 
 
 def _event(i: int) -> dict:

@@ -24,7 +24,7 @@ from lake.registry import AliasChange, ModelRegistry
 from router.app import create_app
 from stream.sources import read_file
 from tests.conftest import make_source, write_config
-from tests.test_ingest_pipeline import Pipeline
+from tests.support.pipeline import Pipeline
 
 TRAINING = {"models": ["lr", "dt"], "folds": 2, "budget_time_minutes": 0.5, "tune_top": 0, "holdout_min_rows": 200,
             "window_batches": 1, "gate": {"min_score": 0.55, "tolerance": 0.05}}

@@ -16,8 +16,8 @@ import pytest
 
 from lake.experiments import ExperimentStore
 from lake.registry import ModelRegistry
-from tests.daemon import daemon_runs, run_daemon_until
-from tests.test_ab_loop import AB, concept_shift_lakehouse, play_latest_batch
+from tests.assets.ab.test_ab_loop import AB, concept_shift_lakehouse, play_latest_batch
+from tests.support.daemon import daemon_runs, run_daemon_until
 
 WAIT_SECONDS = 300
 
