@@ -3,9 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export PYCARET_CUSTOM_LOGGING_PATH ?= $(CURDIR)/data/logs/pycaret.log
 
-.PHONY: venv demo test dev bench lint lock clean
+.PHONY: venv demo test test-fast dev bench lint lock clean
 
 $(STAMP): requirements.lock requirements-bootstrap.txt build-constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +17,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python run.py -mode demo
 
+# Everything, the slow tests (real dagster-daemon, gunicorn, end-to-end loops) included; CI runs this.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The fast lane: every test not marked `slow` (docs/testing.md).
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow"
 
 dev: $(STAMP)
 	$(BIN)/python run.py -mode dev

@@ -4,12 +4,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from lake.delta import Lake
 from lake.paths import PROJECT_ROOT
 from lake.tables import FEATURES, RAW
 from tests.conftest import write_config
+
+pytestmark = pytest.mark.slow  # run.py end to end in subprocesses
 
 ROOT = PROJECT_ROOT
 

@@ -11,6 +11,8 @@ from lake.paths import PROJECT_ROOT
 from lake.registry import ModelRegistry
 from tests.support.pipeline import Pipeline
 
+pytestmark = pytest.mark.slow  # each example config trained end to end
+
 EXAMPLES = PROJECT_ROOT / "config" / "examples"
 
 

@@ -23,6 +23,8 @@ from tests.router.test_router import ROW, two_model_lakehouse
 from tests.support.pipeline import Pipeline
 from tests.support.router_server import RouterServer, config_with_router, free_port
 
+pytestmark = pytest.mark.slow  # real gunicorn processes
+
 CONCURRENCY = 8
 
 

@@ -19,6 +19,8 @@ from lake.registry import ModelRegistry
 from tests.assets.ab.test_ab_loop import AB, concept_shift_lakehouse, play_latest_batch
 from tests.support.daemon import daemon_runs, run_daemon_until
 
+pytestmark = pytest.mark.slow  # a real dagster-daemon
+
 WAIT_SECONDS = 300
 
 

@@ -16,6 +16,8 @@ from lake.tables import DRIFT, DRIFT_BATCH_ROW
 from tests.assets.drift.test_drift import drift_pipeline
 from tests.support.daemon import daemon_runs, run_daemon_until
 
+pytestmark = pytest.mark.slow  # a real dagster-daemon
+
 WAIT_SECONDS = 420
 
 

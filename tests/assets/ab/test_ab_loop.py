@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
 
 from assets.ab.analysis import analyse, labelled_events
 from assets.ab.promotion import prod_at, promote
@@ -25,6 +26,8 @@ from router.app import create_app
 from stream.sources import read_file
 from tests.conftest import make_source, write_config
 from tests.support.pipeline import Pipeline
+
+pytestmark = pytest.mark.slow  # the A/B loop end to end, models trained
 
 TRAINING = {"models": ["lr", "dt"], "folds": 2, "budget_time_minutes": 0.5, "tune_top": 0, "holdout_min_rows": 200,
             "window_batches": 1, "gate": {"min_score": 0.55, "tolerance": 0.05}}

@@ -63,6 +63,7 @@ def _verdicts(lake) -> pd.DataFrame:
     return rows[rows["feature"] == DRIFT_BATCH_ROW].set_index("batch_id")
 
 
+@pytest.mark.slow
 def test_the_shifted_batch_drifts_and_its_check_fails(drifted: Pipeline) -> None:
     assert drifted.result4.success  # drift is a warning about the data, not a failed ingestion
     [mat] = _materializations(drifted.result4, "drift")
@@ -92,6 +93,7 @@ def test_the_shifted_batch_drifts_and_its_check_fails(drifted: Pipeline) -> None
     assert batch["drifted_share"] == pytest.approx(2 / 8) and batch["n_current"] == 300
 
 
+@pytest.mark.slow
 def test_reference_is_prods_training_rows_at_its_features_version(drifted: Pipeline) -> None:
     registry = ModelRegistry(drifted.lake, drifted.paths.artifacts)
     prod = registry.get(registry.aliases()["prod"])
@@ -101,6 +103,7 @@ def test_reference_is_prods_training_rows_at_its_features_version(drifted: Pipel
     assert drifted.lake.version(FEATURES) > prod["features_version"]  # newer rows exist but are not used
 
 
+@pytest.mark.slow
 def test_update_policy_retrains_fully_on_a_drift_request(drifted: Pipeline) -> None:
     registry = ModelRegistry(drifted.lake, drifted.paths.artifacts)
     assert retrain_requests(drifted.lake, ["batch_00004"], 1) == ["batch_00004"]
@@ -116,6 +119,7 @@ def _sensor_eval(pipe: Pipeline, cursor: str | None) -> dg.SensorResult | dg.Ski
         return sensor(ctx)
 
 
+@pytest.mark.slow
 def test_drift_sensor_requests_one_full_retraining_per_drift_event(drifted: Pipeline) -> None:
     sensor = drifted.defs.resolve_sensor_def("drift_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
@@ -146,6 +150,7 @@ def _event(storage_id: int, batch: str, *, drifted: bool, requested: bool | None
                       drifted_share=0.5 if drifted else 0.0, top_features=["temp"] if drifted else [])
 
 
+@pytest.mark.slow
 def test_cooldown_turns_a_storm_of_drifted_batches_into_one_retraining(drifted: Pipeline) -> None:
     cfg = drifted.cfg.drift  # cool-down 30 min
     now = 1_000_000.0
@@ -161,6 +166,7 @@ def test_cooldown_turns_a_storm_of_drifted_batches_into_one_retraining(drifted: 
     assert [p.run_key for p in after] == ["drift-3-b7"]
 
 
+@pytest.mark.slow
 def test_not_drifted_goes_the_refresh_path_or_nowhere(drifted: Pipeline) -> None:
     cfg = drifted.cfg.drift
     calm = [_event(1, "b1", drifted=False)]
@@ -188,6 +194,7 @@ def test_cursor_round_trip() -> None:
     assert trailing_true([True, False, True, True]) == 2 and trailing_true([]) == 0
 
 
+@pytest.mark.slow
 def test_persistence_waits_for_k_drifted_batches(tmp_path: Path) -> None:
     """With persistence_batches=2 one drifted batch is flagged but does not request retraining."""
     pipe = drift_pipeline(tmp_path, {"drift": {"persistence_batches": 2}})
@@ -204,6 +211,7 @@ def test_persistence_waits_for_k_drifted_batches(tmp_path: Path) -> None:
     assert again["consecutive_drifted"] == 1 and not bool(again["retrain_requested"])
 
 
+@pytest.mark.slow
 def test_drift_schedule_is_off_by_default_and_rechecks_the_latest_batches(drifted: Pipeline) -> None:
     schedule = drifted.defs.resolve_schedule_def("drift_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
@@ -229,6 +237,7 @@ def test_drift_config_is_validated(tmp_path: Path) -> None:
     assert json.loads(load_config(write_config(tmp_path)).drift.model_dump_json())["effect"] == "psi"
 
 
+@pytest.mark.slow
 def test_model_drift_counts_a_metric_drop_even_when_inputs_do_not_move(drifted: Pipeline) -> None:
     from assets.drift.compute import model_drift
     from serving.model_io import model_outputs
@@ -251,9 +260,10 @@ def test_model_drift_counts_a_metric_drop_even_when_inputs_do_not_move(drifted: 
     assert few["model_drop"] is None and few["model_drifted"] is False
 
 
+@pytest.mark.slow
 def test_importance_weighting_uses_prods_importance_and_fails_loudly_without_it(
         drifted: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    import assets.drift as drift_module
+    import assets.drift.compute as drift_module
 
     registry = ModelRegistry(drifted.lake, drifted.paths.artifacts)
     cfg = drifted.cfg.model_copy(update={"drift": drifted.cfg.drift.model_copy(update={"weighting": "importance"})})
@@ -288,6 +298,7 @@ class _Counting:
         return self.model.predict(x)
 
 
+@pytest.mark.slow
 def test_prods_reference_predictions_are_computed_once_per_reference(drifted: Pipeline) -> None:
     """The reference rows are scored on the first comparison only; later ones read the file beside
     the artifact, with the same values; another reference (other rows) gets its own file."""
@@ -315,6 +326,7 @@ def test_prods_reference_predictions_are_computed_once_per_reference(drifted: Pi
     assert not list(folder.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_drift_step_scores_the_batch_once_and_the_reference_never_again(
         drifted: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     """With prod's reference predictions cached, one comparison runs prod once over the batch (for

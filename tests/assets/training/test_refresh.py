@@ -10,6 +10,8 @@ from lake.registry import ModelRegistry
 from tests.conftest import make_source, write_config
 from tests.support.pipeline import FAST, Pipeline
 
+pytestmark = pytest.mark.slow  # AutoML runs, then refreshes
+
 
 def _pipe(tmp_path: Path, models: list[str]) -> Pipeline:
     override = {"training": {**FAST, "models": models, "refresh_min_rows": 300, "refresh_trees": 20}}

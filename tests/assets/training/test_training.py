@@ -30,6 +30,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     return pipe
 
 
+@pytest.mark.slow
 def test_window_and_holdout_follow_time(trained: Pipeline) -> None:
     data = select_training_data(trained.lake.read(FEATURES), trained.cfg)
     assert data.holdout_batches == ["batch_00003"] and data.train_batches == ["batch_00001", "batch_00002"]
@@ -41,6 +42,7 @@ def test_window_and_holdout_follow_time(trained: Pipeline) -> None:
     assert len(data.train) == 250 and data.train_batches == ["batch_00001"]
 
 
+@pytest.mark.slow
 def test_cross_validation_never_trains_on_later_rows(trained: Pipeline) -> None:
     spec = FeatureSpec.from_contract(require_contract(trained.lake), trained.cfg)
     data = select_training_data(trained.lake.read(FEATURES), trained.cfg)
@@ -52,6 +54,7 @@ def test_cross_validation_never_trains_on_later_rows(trained: Pipeline) -> None:
     assert list(x_train.index) == list(range(len(x_train)))  # no shuffling: rows stay in time order
 
 
+@pytest.mark.slow
 def test_first_model_is_prod_with_every_registry_field(trained: Pipeline) -> None:
     registry = ModelRegistry(trained.lake, trained.paths.artifacts)
     assert registry.aliases() == {"prod": 1, "fallback": 2}
@@ -92,6 +95,7 @@ def test_first_model_is_prod_with_every_registry_field(trained: Pipeline) -> Non
     assert set(board["model_id"]) == {"lr", "dt", "knn"} and board["rank"].min() == 1
 
 
+@pytest.mark.slow
 def test_second_run_goes_to_staging_only_when_it_passes_the_gate(trained: Pipeline) -> None:
     registry = ModelRegistry(trained.lake, trained.paths.artifacts)
     strict = trained.cfg.model_copy(update={"training": trained.cfg.training.model_copy(
@@ -111,6 +115,7 @@ def test_second_run_goes_to_staging_only_when_it_passes_the_gate(trained: Pipeli
     assert history["actor"].iloc[2] == "retrain_job:run-2"
 
 
+@pytest.mark.slow
 def test_tampered_artifact_is_refused(trained: Pipeline) -> None:
     registry = ModelRegistry(trained.lake, trained.paths.artifacts)
     path = Path(registry.get(1)["artifact_path"])
@@ -153,6 +158,7 @@ def test_concurrent_alias_writers_end_consistent(lake, tmp_path: Path) -> None:
         registry.set_aliases([AliasChange("canary", 1)], actor="x", reason="typo")
 
 
+@pytest.mark.slow
 def test_regression_config_trains_end_to_end(tmp_path: Path) -> None:
     pipe = Pipeline(tmp_path, {"dataset": {"task": "regression", "target": "amount",
                                            "numeric": ["temp", "visits"], "ignore": ["churn"]},
@@ -183,6 +189,7 @@ INFERENCE_ROWS = pd.DataFrame({
 })
 
 
+@pytest.mark.slow
 def test_scoring_predicts_unseen_and_missing_and_reports_bad_rows(trained: Pipeline) -> None:
     from serving.scoring import ServedModel, score_frame
 
@@ -199,6 +206,7 @@ def test_scoring_predicts_unseen_and_missing_and_reports_bad_rows(trained: Pipel
         INFERENCE_ROWS.iloc[[0]].assign(temp="-5"), served)["probability"].iloc[0]  # churn follows temp
 
 
+@pytest.mark.slow
 def test_inference_command_writes_predictions_csv(trained: Pipeline, tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -217,6 +225,7 @@ def test_inference_command_writes_predictions_csv(trained: Pipeline, tmp_path: P
     assert scored["predict"].notna().sum() == 3 and scored["error"].notna().sum() == 2
 
 
+@pytest.mark.slow
 def test_summary_report_covers_batches_and_versions(trained: Pipeline) -> None:
     from assets.training.report import make_summary_report
 
@@ -231,6 +240,7 @@ def test_summary_report_covers_batches_and_versions(trained: Pipeline) -> None:
     assert "hgb_fallback" in text
 
 
+@pytest.mark.slow
 def test_candidate_models_metadata_links_interpretation(trained: Pipeline) -> None:
     import dagster as dg
 
