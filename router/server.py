@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,8 +13,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+import yaml
 
-from lake.paths import PROJECT_ROOT
+from config import load_config
+from config.loader import CONFIG_ENV
+from lake.paths import DATA_ENV, PROJECT_ROOT
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a router, a test or a benchmark)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config_with_router(config_path: Path, **router: object) -> Path:
+    """A copy of ``config_path`` in the same folder (its relative sources still resolve) with
+    ``router:`` settings overridden."""
+    data = yaml.safe_load(Path(config_path).read_text())
+    data["router"] = {**data.get("router", {}), **router}
+    out = Path(config_path).with_name(f"router-{router.get('port', 'x')}.yaml")
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
 
 
 @dataclass
@@ -35,9 +56,7 @@ class RouterProcess:
     def start(self, timeout: float = 120.0, *, ready: bool = True) -> RouterProcess:
         """Start gunicorn and wait (bounded) until /health?ready=1 answers 200 (models loaded), or
         with ``ready=False`` until /health does (a fresh lake has no model to load yet)."""
-        env = {**os.environ, "LAKEHOUSE_CONFIG": str(self.config_path), "LAKEHOUSE_DATA": str(self.data_root)}
-        if self.token is not None:
-            env["LAKEHOUSE_ADMIN_TOKEN"] = self.token
+        env = self.environment()
         gunicorn = Path(sys.executable).with_name("gunicorn")
         with self.log_path.open("a") as log:
             self.proc = subprocess.Popen(
@@ -48,6 +67,15 @@ class RouterProcess:
         except BaseException:
             self.kill()  # never leave a half-started server behind (e.g. an interrupted wait)
             raise
+
+    def environment(self) -> dict[str, str]:
+        """The workers' environment: the config and data root under the variables the router reads,
+        and the admin token under the variable the configuration names (``router.admin_token_env``),
+        so renaming that variable in the config keeps the admin routes working."""
+        env = {**os.environ, CONFIG_ENV: str(self.config_path), DATA_ENV: str(self.data_root)}
+        if self.token is not None:
+            env[load_config(self.config_path).router.admin_token_env] = self.token
+        return env
 
     def _wait_until_up(self, timeout: float, ready: bool) -> RouterProcess:
         deadline = time.monotonic() + timeout
