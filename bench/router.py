@@ -9,7 +9,7 @@ One run, loopback only, one lake and the same registered models for every case:
   which is what both servers below do per request;
 - minimal: bench/minimal_app.py under gunicorn (gthread) with the router's own workers/threads
   (``router:`` section of the configuration): parse the JSON, one-row frame, score_frame, answer;
-- router: router.wsgi:app with router/gunicorn_conf.py (tests/router_server.py), a staging model
+- router: router.wsgi:app with router/gunicorn_conf.py (router.server.RouterProcess), a staging model
   so that the A/B split is on (ab_split_b 0.5), the event log on, metrics, access log.
 
 The servers get the same request bodies: real rows of the last ingested batch (raw features,
