@@ -103,32 +103,33 @@ def prepare_here(config: Path, root: Path) -> None:
     """Build the lake (runs in a child process: Dagster, PyCaret, environment variables)."""
     import logging
 
-    import run
+    from cli.environment import prepare_environment
+    from cli.runner import ingest_pending, run_retrain
     from config import load_config
     from lake.registry import AliasChange
     from stream.emulator import StreamEmulator
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    paths = run.prepare_environment(str(config), str(root))
+    paths = prepare_environment(str(config), str(root))
     cfg = load_config()
     emulator = StreamEmulator(cfg, paths)
     for _ in range(INITIAL_BATCHES):
         emulator.emit_next()
     started = time.perf_counter()
-    results = run.ingest_pending(paths)
+    results = ingest_pending(paths)
     if not all(r.success for r in results):
         raise SystemExit(f"ingestion failed: {[r.failure for r in results if not r.success]}")
     say(f"  prepare: {len(results)} batches ingested in {time.perf_counter() - started:.0f}s; training prod")
     for step in ("prod", "staging"):
         started = time.perf_counter()
-        result = run.run_retrain(paths, "full")
+        result = run_retrain(paths, "full")
         if not result.success:
             raise SystemExit(f"retrain_job failed: {result.failure}")
         _, _, registry = _registry(config, root)
         say(f"  prepare: retrain_job ({step}) in {time.perf_counter() - started:.0f}s; aliases {registry.aliases()}")
         if step == "prod":
             emulator.emit_next()
-            results = run.ingest_pending(paths)
+            results = ingest_pending(paths)
             if not all(r.success for r in results):
                 raise SystemExit(f"ingestion failed: {[r.failure for r in results if not r.success]}")
             say(f"  prepare: batch {INITIAL_BATCHES + 1} ingested; retraining for a staging model")
