@@ -460,8 +460,10 @@ def _breakdown(work: Workload, config: Path, root: Path, n: int, profile: bool) 
 
     from bench.minimal_app import create_app as minimal_app
     from config import load_config
+    from lake.request_log import prediction_event
     from router import metrics
-    from router.app import _plan, _predict, _score, create_app
+    from router.app import create_app
+    from router.plan import plan_rows, predict, score_planned
     from router.schemas import PredictRequest
 
     cfg = load_config(str(config))
@@ -476,7 +478,7 @@ def _breakdown(work: Workload, config: Path, root: Path, n: int, profile: bool) 
     payloads = [body(0, i) for i in range(max(n, 64))]
     parsed = [PredictRequest.model_validate(json.loads(p)) for p in payloads]
     state = ctx.pool.state
-    planned = [_plan(state, [r], ctx, "") for r in parsed]
+    planned = [plan_rows(state, [r], cfg.router) for r in parsed]
     router_client, minimal_client = router.test_client(), minimal.test_client()
 
     def post(client) -> Callable[[int], Any]:
@@ -488,10 +490,10 @@ def _breakdown(work: Workload, config: Path, root: Path, n: int, profile: bool) 
 
     def event(i: int) -> None:
         p = planned[i % len(planned)][0]
-        ctx.events.append({"type": "prediction", "request_id": "0" * 32, "variant": p.variant, "experiment_id": "x",
-                           "model_version": p.served.version, "model_used": p.model_used, "fallback_reason": None,
-                           "prediction": 0, "probability": 0.5, "latency_ms": 1.0, "time": "2024-01-01T00:00:00",
-                           "user_id": p.row.user_id, "features": p.row.features, "worker": ctx.events.writer_id})
+        ctx.events.append(prediction_event(
+            request_id="0" * 32, variant=p.variant, experiment_id="x", model_version=p.served.version,
+            model_used=p.model_used, fallback_reason=None, prediction=0, probability=0.5, latency_ms=1.0,
+            user_id=p.row.user_id, features=p.row.features, worker=ctx.events.writer_id))
 
     def observe(i: int) -> None:
         metrics.PREDICTIONS.labels("A", "prod").observe(0.5)
@@ -504,12 +506,14 @@ def _breakdown(work: Workload, config: Path, root: Path, n: int, profile: bool) 
         ("router, whole request (test client)", post(router_client)),
         ("  router: JSON + pydantic parse", lambda i: PredictRequest.model_validate(json.loads(
             payloads[i % len(payloads)]))),
-        ("  router: split + validation (_plan)", lambda i: _plan(state, [parsed[i % len(parsed)]], ctx, "")),
-        ("  router: scoring (_score: frame + score_frame)", lambda i: _score(planned[i % len(planned)])),
+        ("  router: split + validation (plan_rows)", lambda i: plan_rows(state, [parsed[i % len(parsed)]],
+                                                                          cfg.router)),
+        ("  router: scoring (score_planned: frame + score_frame)",
+         lambda i: score_planned(planned[i % len(planned)], state.fallback)),
         ("  router: event log append", event),
         ("  router: 4 metric updates (multiprocess mode)", observe),
-        ("  router: _predict (plan + score + log + metrics)", lambda i: _predict(ctx, [parsed[i % len(parsed)]],
-                                                                                  "predict")),
+        ("  router: predict (plan + score + log + metrics)", lambda i: predict(ctx.pool, [parsed[i % len(parsed)]],
+                                                                                cfg.router, ctx.events)),
     ]
     out = []
     for name, fn in steps:

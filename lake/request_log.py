@@ -26,17 +26,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-
-OPEN_SUFFIX = ".jsonl.open"
-
-
-CLOSED_SUFFIX = ".jsonl"
-
+OPEN_SUFFIX = ".jsonl.open"  # a segment being written
+CLOSED_SUFFIX = ".jsonl"  # a segment complete for good
 
 # <host>-<pid>-<start_ns>-<seq>.jsonl.open; the host may itself contain dashes.
 _OPEN_NAME = re.compile(r"^(?P<host>.+)-(?P<pid>\d+)-(?P<start>\d+)-(?P<seq>\d+)\.jsonl\.open$", re.ASCII)
-
-
 _TAIL_CHUNK = 64 * 1024
 
 
@@ -151,6 +145,48 @@ def closed_segments(folder: Path) -> list[Path]:
 # -- lines: events and their rows -----------------------------------------------------------------
 
 PREDICTION, FEEDBACK = "prediction", "feedback"
+
+# the fields of a prediction event that the router also returns to the caller, in answer order
+ANSWER_FIELDS = ("request_id", "variant", "experiment_id", "model_version", "model_used", "fallback_reason",
+                 "prediction", "probability", "latency_ms")
+
+
+def now_iso() -> str:
+    """The event time as the log writes it: ISO-8601 in UTC."""
+    return datetime.now(UTC).isoformat()
+
+
+def prediction_event(*, request_id: str, variant: str, experiment_id: str | None, model_version: int,
+                     model_used: str, fallback_reason: str | None, prediction: Any, probability: float | None,
+                     latency_ms: float, user_id: str | None, features: dict[str, Any], worker: str,
+                     error: str | None = None, shadow: dict[str, Any] | None = None,
+                     time: str | None = None) -> dict[str, Any]:
+    """The one builder of a prediction line (answered, rescued by the fallback, or failed).
+
+    ``model_used`` is ``prod``/``staging``/``fallback``, or ``none`` for a row no model could answer
+    (``error`` then says why; it counts in the variant's error rate). ``shadow`` is the other
+    variant's answer to the same row: ``{"model_version", "prediction", "probability"}``.
+    :func:`prediction_row` reads it back; :data:`ANSWER_FIELDS` are what the caller gets."""
+    event = {"type": PREDICTION, "request_id": request_id, "variant": variant, "experiment_id": experiment_id,
+             "model_version": model_version, "model_used": model_used, "fallback_reason": fallback_reason,
+             "prediction": prediction, "probability": probability, "latency_ms": latency_ms,
+             "time": time or now_iso(), "user_id": user_id, "features": features, "worker": worker,
+             "error": error}
+    if shadow is not None:
+        event["shadow"] = shadow
+    return event
+
+
+def answer_of(event: dict[str, Any]) -> dict[str, Any]:
+    """What the router returns for a prediction event: its :data:`ANSWER_FIELDS`."""
+    return {name: event[name] for name in ANSWER_FIELDS}
+
+
+def feedback_event(*, feedback_id: str, request_id: str, label: Any, worker: str,
+                   time: str | None = None) -> dict[str, Any]:
+    """The one builder of a feedback line: the true ``label`` of the prediction ``request_id``."""
+    return {"type": FEEDBACK, "feedback_id": feedback_id, "request_id": request_id, "time": time or now_iso(),
+            "label": label, "worker": worker}
 
 
 

@@ -24,6 +24,10 @@ INTERNAL = set(LAYERS) | {"tests"}
 DAGSTER_FREE = {"config", "lake", "features", "serving", "stream", "router"}
 # in assets/, Dagster only in each domain's assets.py and in the shared Dagster helpers beside them
 ASSETS_DAGSTER_MODULES = {"assets.resources", "assets.partitions", "assets.metadata", "assets.jobs"}
+# in router/, Flask only in the app factory, the views and the WSGI entry: the scoring plan, the
+# model pool, the log writer are plain code the benchmarks (and a second front end) call directly
+ROUTER_FLASK_MODULES = {"router.app", "router.views", "router.wsgi"}
+WEB_FRAMEWORKS = {"flask", "werkzeug"}
 
 
 @dataclass(frozen=True)
@@ -83,11 +87,21 @@ def rule_dagster_free(imp: Import) -> str | None:
     return None
 
 
+def rule_flask_only_in_the_views(imp: Import) -> str | None:
+    if top(imp.target) not in WEB_FRAMEWORKS:
+        return None
+    if top(imp.module) in DAGSTER_FREE - {"router"} or (top(imp.module) == "router"
+                                                        and imp.module not in ROUTER_FLASK_MODULES):
+        return "Flask only in router/app.py, router/views.py and router/wsgi.py"
+    return None
+
+
 def rule_tests_stay_in_tests(imp: Import) -> str | None:
     return "only tests/ may import tests" if top(imp.target) == "tests" else None
 
 
-RULES = [rule_no_import_from_above, rule_assets_and_router_side_by_side, rule_dagster_free, rule_tests_stay_in_tests]
+RULES = [rule_no_import_from_above, rule_assets_and_router_side_by_side, rule_dagster_free,
+         rule_flask_only_in_the_views, rule_tests_stay_in_tests]
 
 
 def violations(modules: dict[str, Path]) -> list[str]:
@@ -117,6 +131,8 @@ def test_no_module_crosses_a_forbidden_boundary() -> None:
     ("router.model_pool", "import dagster as dg", "rule_dagster_free"),
     ("assets.training.search", "import dagster", "rule_dagster_free"),
     ("bench.router", "from tests.support.router_server import free_port", "rule_tests_stay_in_tests"),
+    ("router.plan", "from flask import request", "rule_flask_only_in_the_views"),
+    ("serving.scoring", "from werkzeug.exceptions import BadRequest", "rule_flask_only_in_the_views"),
     ("lake.delta", "def f():\n    from features import build_features", "rule_no_import_from_above"),
 ])
 def test_each_rule_catches_its_crossing(tmp_path: Path, module: str, source: str, rule: str) -> None:
@@ -132,6 +148,7 @@ def test_allowed_imports_pass() -> None:
     for module, target in [("assets.ingest.assets", "dagster"), ("assets.jobs", "dagster"),
                            ("sensors.ab", "assets.jobs"), ("router.app", "serving.scoring"),
                            ("assets.ab.events", "lake.request_log"), ("cli.runner", "definitions"),
+                           ("router.views", "flask"), ("router.views", "router.plan"),
                            ("definitions", "sensors.ab")]:
         assert [r.__name__ for r in RULES if r(Import(module, target, 1))] == []
 

@@ -1,0 +1,261 @@
+"""What the router does with rows to predict, without Flask: assign each row its variant, validate
+it against the model that will serve it, score it (with the fallback model when the assigned one
+fails), score a shadow share with the other variant, and write each row's event to the request log
+before anything is answered.
+
+The views of :mod:`router.views` parse the HTTP body and call :func:`predict`; the benchmarks time
+:func:`plan_rows`, :func:`score_planned` and :func:`predict` directly. Bad rows raise
+:class:`~router.validation.RequestInvalid` naming every bad field.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from config.schema import RouterConfig
+from lake.request_log import answer_of, prediction_event
+from router import metrics
+from router.event_log import EventLog
+from router.model_pool import ModelPool, PoolState
+from router.schemas import PredictRequest
+from router.split import B, assign
+from router.validation import Checked, Problem, RequestInvalid, check_features, expected_fields
+from serving.model_io import class_labels
+from serving.scoring import ServedModel, score_frame
+
+log = logging.getLogger(__name__)
+
+Score = tuple[Any, float | None]  # (prediction, probability of the predicted class or None)
+
+
+def json_scalar(value: Any) -> Any:
+    """numpy / pandas scalars -> plain JSON values."""
+    if hasattr(value, "item"):
+        value = value.item()
+    return value
+
+
+@dataclass
+class Planned:
+    """One row on its way: its variant, its checked features, the model that serves it and why."""
+
+    row: PredictRequest
+    checked: Checked
+    variant: str
+    served: ServedModel
+    model_used: str  # prod / staging / fallback
+    fallback_reason: str | None
+    error: str | None = None  # the assigned model raised (see score_planned)
+
+
+class ModelFailed(RuntimeError):
+    """The assigned model raised and no other model could answer: the rows are logged as errors
+    (they count in the variant's error rate) and the request gets a 500 naming the model."""
+
+
+def plan_rows(state: PoolState, rows: list[PredictRequest], router_cfg: RouterConfig,
+              prefix: str = "") -> list[Planned]:
+    """Variant, validation and model choice of every row; RequestInvalid names all bad fields.
+
+    ``prefix`` is where the rows sit in the body (``rows.`` for /predict_batch), so a problem's
+    field reads ``rows.3.features.temp``."""
+    experiment = state.running
+    planned, problems = [], []
+    for i, row in enumerate(rows):
+        variant = assign(experiment.experiment_id if experiment else None, row.user_id,
+                         experiment.ab_split_b if experiment else 0.0)
+        served = state.staging if variant == B and state.staging is not None else state.prod
+        try:
+            checked = check_features(row.features, served.schema, router_cfg,
+                                     prefix=f"{prefix}{i}.features" if prefix else "features")
+        except RequestInvalid as exc:
+            problems += exc.problems
+            continue
+        reason = checked.fallback_reason(router_cfg, len(served.spec.numeric))
+        used = "staging" if served is not state.prod else "prod"
+        if reason and state.fallback is not None:
+            served, used = state.fallback, "fallback"
+        planned.append(Planned(row, checked, variant, served, used, reason if used == "fallback" else None))
+    if problems:
+        raise RequestInvalid(problems)
+    return planned
+
+
+def score_group(served: ServedModel, rows: list[Planned]) -> list[Score]:
+    """Predictions of rows that one model serves, in one call."""
+    frame = pd.DataFrame([{name: p.checked.values.get(name) for name in expected_fields(served.schema)}
+                          for p in rows])
+    scored = score_frame(frame, served)
+    bad = scored["error"] != ""
+    if bad.any():  # validation should have caught it: name the row and the reason
+        raise RequestInvalid([Problem("features", str(e)) for e in scored.loc[bad, "error"]])
+    proba = scored["probability"] if "probability" in scored else pd.Series([None] * len(scored))
+    return [(json_scalar(scored["predict"].iloc[j]), None if proba.iloc[j] is None or pd.isna(proba.iloc[j])
+             else float(proba.iloc[j])) for j in range(len(rows))]
+
+
+def _by_model(planned: list[Planned], model_of) -> list[list[int]]:
+    """Indices of ``planned`` grouped by the model ``model_of(p)`` (one model call per group)."""
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(planned):
+        groups.setdefault(id(model_of(p)), []).append(i)
+    return list(groups.values())
+
+
+def score_planned(planned: list[Planned], fallback: ServedModel | None) -> list[Score]:
+    """Predictions of the planned rows, scored per served model in one call each.
+
+    A model that raises (a bug in its pipeline, a dependency missing for a new artifact) is an
+    *error of its variant*: its rows are answered by the fallback model when there is one (marked
+    ``model_used=fallback``, ``error`` set), and otherwise fail the request with :class:`ModelFailed`.
+    Either way the error is logged and lands in `ab_events`, where the A/B guardrail on B's error
+    rate reads it.
+    """
+    out: list[Score] = [(None, None)] * len(planned)
+    for idx in _by_model(planned, lambda p: p.served):
+        served = planned[idx[0]].served
+        rows = [planned[i] for i in idx]
+        try:
+            scores = score_group(served, rows)
+        except RequestInvalid:
+            raise
+        except Exception as exc:  # any model failure is counted, then rescued or re-raised
+            error = f"{planned[idx[0]].model_used} v{served.version}: {type(exc).__name__}: {exc}"[:500]
+            log.exception("model %s v%s failed on %d row(s)", planned[idx[0]].model_used, served.version, len(idx))
+            for p in rows:
+                metrics.MODEL_ERRORS.labels(p.variant, p.model_used).inc()
+                p.error = error
+            if fallback is None or served is fallback:
+                raise ModelFailed(error) from exc
+            try:
+                scores = score_group(fallback, rows)
+            except Exception as again:  # both failed: the request fails, the rows are logged
+                log.exception("fallback v%s failed too on %d row(s)", fallback.version, len(idx))
+                raise ModelFailed(f"{error}; fallback v{fallback.version}: {type(again).__name__}: {again}") \
+                    from again
+            for p in rows:
+                p.served, p.model_used, p.fallback_reason = fallback, "fallback", "model error"
+        for j, i in enumerate(idx):
+            out[i] = scores[j]
+    return out
+
+
+def shadow_scores(state: PoolState, planned: list[Planned], share: float) -> dict[int, dict[str, Any]]:
+    """For a sampled ``share`` of the rows answered by prod or staging, the other variant's answer
+    (logged for the paired tests, never returned), keyed by the row's index."""
+    if share <= 0 or state.staging is None:
+        return {}
+
+    def other(p: Planned) -> ServedModel:
+        return state.staging if p.served is state.prod else state.prod
+
+    picked = [i for i, p in enumerate(planned)
+              if p.model_used != "fallback" and secrets.randbelow(10**6) < share * 10**6]
+    out: dict[int, dict[str, Any]] = {}
+    for group in _by_model([planned[i] for i in picked], other):
+        idx = [picked[g] for g in group]
+        model = other(planned[idx[0]])
+        shadows = [Planned(planned[i].row, planned[i].checked, planned[i].variant, model, "shadow", None)
+                   for i in idx]
+        try:
+            scores = score_group(model, shadows)
+        except Exception:  # the shadow is never answered: count it, keep the request
+            for i in idx:
+                metrics.MODEL_ERRORS.labels(planned[i].variant, "shadow").inc()
+            log.exception("shadow scoring by v%s failed; %d row(s) answered without a shadow", model.version,
+                          len(idx))
+            continue
+        for i, (prediction, probability) in zip(idx, scores, strict=True):
+            out[i] = {"model_version": model.version, "prediction": prediction, "probability": probability}
+    return out
+
+
+def _event(p: Planned, state: PoolState, events: EventLog, started: float, score: Score, *, model_used: str,
+           fallback_reason: str | None, shadow: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The prediction event of one planned row (the latency counts from the request's start)."""
+    prediction, probability = score
+    experiment = state.running
+    return prediction_event(
+        request_id=uuid.uuid4().hex, variant=p.variant,
+        experiment_id=experiment.experiment_id if experiment else None, model_version=p.served.version,
+        model_used=model_used, fallback_reason=fallback_reason, prediction=prediction, probability=probability,
+        latency_ms=round(1000 * (time.perf_counter() - started), 3), user_id=p.row.user_id,
+        features=p.row.features, worker=events.writer_id, error=p.error, shadow=shadow)
+
+
+def log_failed(state: PoolState, planned: list[Planned], events: EventLog, started: float) -> None:
+    """Log the rows of a request that failed on a model error (never answered, so no label will
+    follow): they are the numerator of the variant's error rate."""
+    for p in (p for p in planned if p.error):
+        event = _event(p, state, events, started, (None, None), model_used="none", fallback_reason=None)
+        try:
+            events.append(event)
+        except (OSError, ValueError):
+            metrics.LOG_FAILURES.labels("error").inc()
+            log.exception("request log write failed for the error event of %s", event["request_id"])
+
+
+def _observe(p: Planned, prediction: Any, probability: float | None) -> None:
+    metrics.PREDICTIONS.labels(p.variant, p.model_used).observe(
+        probability if probability is not None else float(prediction)
+        if isinstance(prediction, int | float) and not isinstance(prediction, bool) else 0.0)
+    if p.served.spec.task == "classification":
+        metrics.PREDICTED_CLASS.labels(p.variant, str(prediction)).inc()
+    if p.model_used == "fallback":
+        metrics.FALLBACKS.labels(p.variant).inc()
+
+
+def predict(pool: ModelPool, rows: list[PredictRequest], router_cfg: RouterConfig, events: EventLog,
+            prefix: str = "") -> list[dict[str, Any]]:
+    """The answers to ``rows``: planned, scored, shadowed, each event in the request log (in the OS)
+    before its answer exists, so a killed worker loses nothing it answered.
+
+    Raises RequestInvalid: 503 with no model loaded or when the log cannot be written (nothing is
+    answered then), 500 when no model could answer (the failed rows are logged), 422 on bad rows."""
+    state = pool.state
+    if state is None:
+        raise RequestInvalid([Problem("model", pool.last_error or "no model loaded yet")], status=503)
+    started = time.perf_counter()
+    planned = plan_rows(state, rows, router_cfg, prefix)
+    try:
+        scores = score_planned(planned, state.fallback)
+    except ModelFailed as exc:
+        log_failed(state, planned, events, started)
+        raise RequestInvalid([Problem("model", f"the model failed and no fallback could answer: {exc}")],
+                             status=500) from exc
+    shadows = shadow_scores(state, planned, router_cfg.shadow_share) if state.running else {}
+    answers = []
+    for i, (p, (prediction, probability)) in enumerate(zip(planned, scores, strict=True)):
+        event = _event(p, state, events, started, (prediction, probability), model_used=p.model_used,
+                       fallback_reason=p.fallback_reason, shadow=shadows.get(i))
+        try:
+            events.append(event)
+        except (OSError, ValueError) as exc:
+            metrics.LOG_FAILURES.labels("prediction").inc()
+            log.exception("request log write failed; refusing to answer %s", event["request_id"])
+            raise RequestInvalid([Problem("log", f"the request log could not be written ({exc}); nothing was "
+                                                 "answered, retry")], status=503) from exc
+        answers.append(answer_of(event))
+        _observe(p, prediction, probability)
+    return answers
+
+
+def label_problem(label: Any, state: PoolState) -> str | None:
+    """Why ``label`` cannot be the true outcome for prod's task and classes, or None when it can."""
+    if state.prod.spec.task == "regression":
+        if isinstance(label, bool) or not isinstance(label, int | float):
+            return f"expected a number for a regression target, got {type(label).__name__}"
+        return None
+    if isinstance(label, float) and not float(label).is_integer():
+        return f"expected a class label, got {label}"
+    classes = [json_scalar(c) for c in class_labels(state.prod.model)]
+    if isinstance(label, bool) or str(int(label) if isinstance(label, float) else label) not in map(str, classes):
+        return f"unknown class {label!r}: expected one of {classes} (the model's classes, see GET /model_info)"
+    return None
