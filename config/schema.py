@@ -220,8 +220,13 @@ class TrainingConfig(_Strict):
 
     window_batches: int | None = Field(default=None, gt=0, description="Train on the last N batches "
                                        "before the hold-out; all batches so far when absent.")
-    holdout_min_rows: int = Field(default=1000, gt=0, description="The most recent batches, enough to "
-                                  "hold at least this many rows, are held out for evaluation.")
+    holdout_share: float = Field(default=0.2, gt=0, lt=1, description="The most recent batches holding at "
+                                 "least this share of the labelled rows are held out for evaluation (the "
+                                 "conventional 80/20 split, in time order; at least one batch, and at least "
+                                 "one batch is left to train on).")
+    holdout_min_rows: int | None = Field(default=None, gt=0, description="An explicit size instead of the "
+                                         "share: the most recent batches holding at least this many labelled "
+                                         "rows are held out.")
     max_train_rows: int | None = Field(default=60000, gt=0, description="Keep the most recent rows "
                                        "of the window (bounds training time).")
     models: list[str] = Field(default_factory=lambda: ["lr", "knn", "dt", "rf", "et", "lightgbm"],
@@ -240,8 +245,10 @@ class TrainingConfig(_Strict):
         "the best `variant_models` of the first (the search stays within budget).")
     variant_models: int = Field(default=3, ge=1)
     gate: GateConfig = Field(default_factory=lambda: GateConfig(min_score=0.55))
-    refresh_min_rows: int = Field(default=1000, gt=0, description="New labelled rows since prod's data "
-                                  "needed before an incremental refresh runs.")
+    refresh_min_rows: int | None = Field(default=None, gt=0, description="New labelled rows since prod's "
+                                         "data needed before an incremental refresh runs; by default as many "
+                                         "as prod's own hold-out held (a refresh must be judged on a hold-out "
+                                         "as large as the one prod was judged on).")
     refresh_trees: int = Field(default=50, gt=0, description="Trees added by an incremental refresh of a "
                                "tree ensemble (random forest, extra trees, LightGBM).")
     session_id: int = 0

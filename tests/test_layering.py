@@ -18,10 +18,10 @@ import pytest
 
 from lake.paths import PROJECT_ROOT
 
-LAYERS = {"config": 0, "lake": 1, "features": 2, "serving": 2, "stream": 2, "assets": 3, "router": 3,
+LAYERS = {"config": 0, "lake": 1, "features": 2, "serving": 2, "stream": 2, "zoo": 2, "assets": 3, "router": 3,
           "sensors": 4, "definitions": 5, "cli": 5, "run": 5, "bench": 6}
 INTERNAL = set(LAYERS) | {"tests"}
-DAGSTER_FREE = {"config", "lake", "features", "serving", "stream", "router"}
+DAGSTER_FREE = {"config", "lake", "features", "serving", "stream", "zoo", "router"}
 # in assets/, Dagster only in each domain's assets.py and in the shared Dagster helpers beside them
 ASSETS_DAGSTER_MODULES = {"assets.resources", "assets.partitions", "assets.metadata", "assets.jobs"}
 # in router/, Flask only in the app factory, the views and the WSGI entry: the scoring plan, the

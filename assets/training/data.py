@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from config.schema import PipelineConfig
+from config.schema import PipelineConfig, TrainingConfig
 from lake.tables import BATCH_COLUMN, EVENT_TIME_COLUMN
 
 
@@ -32,18 +33,37 @@ def time_ordered(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[np.lexsort((key, times))]
 
 
+def holdout_rows_needed(labelled_rows: int, t: TrainingConfig) -> int:
+    """How many labelled rows the hold-out must hold: ``holdout_min_rows`` when set, else
+    ``holdout_share`` of the ``labelled_rows`` available (rounded up, at least one)."""
+    return t.holdout_min_rows or max(1, math.ceil(t.holdout_share * labelled_rows))
+
+
+def hold_out_latest(order: list[str], sizes: pd.Series, needed: int, keep: int = 0) -> list[str]:
+    """The most recent batches of ``order`` (oldest first) holding at least ``needed`` rows, taken
+    off ``order``, leaving at least ``keep`` batches in it (so fewer rows when it must)."""
+    held: list[str] = []
+    while len(order) > keep and sizes[held].sum() < needed:
+        held.insert(0, order.pop())
+    return held
+
+
 def select_training_data(features: pd.DataFrame, cfg: PipelineConfig) -> TrainingData:
     """Split the ``features`` table by batch in time order: hold-out = the most recent batches
-    holding at least ``holdout_min_rows`` rows; training = the batches before (the last
-    ``window_batches`` of them if set), capped to the most recent ``max_train_rows`` rows."""
+    holding at least :func:`holdout_rows_needed` rows, at least one; training = the batches before
+    (the last ``window_batches`` of them if set, at least one), capped to the most recent
+    ``max_train_rows`` rows."""
     t = cfg.training
     labelled = features[features[cfg.dataset.target].notna()]
     order = labelled.groupby(BATCH_COLUMN)[EVENT_TIME_COLUMN].min().sort_values().index.tolist()
     sizes = labelled.groupby(BATCH_COLUMN).size()
-    holdout_batches: list[str] = []
-    while order and sizes[holdout_batches].sum() < t.holdout_min_rows:
-        holdout_batches.insert(0, order.pop())
-    if not order:
+    needed = holdout_rows_needed(int(sizes.sum()), t)
+    if len(order) < 2:
+        raise ValueError(f"not enough batches to train: {len(order)} batch(es) with labelled rows; a model "
+                         "needs one to train on and a later one to be judged on")
+    # a share never takes the last training batch; an explicit size is the user's and may
+    holdout_batches = hold_out_latest(order, sizes, needed, keep=0 if t.holdout_min_rows else 1)
+    if not order:  # only an explicit holdout_min_rows can ask for more than all but one batch
         raise ValueError(f"not enough batches to train: {len(holdout_batches)} batch(es) with "
                          f"{int(sizes.sum())} labelled rows are all needed for the hold-out "
                          f"(training.holdout_min_rows = {t.holdout_min_rows})")

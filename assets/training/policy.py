@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from assets.training.data import select_training_data
-from assets.training.refresh import refresh_data
+from assets.training.refresh import refresh_data, refresh_rule
 from config.schema import PipelineConfig
 from lake.delta import Lake
 from lake.registry import ModelRegistry
@@ -38,5 +38,5 @@ def training_action(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig,
     except LookupError as exc:
         return "full", str(exc)
     if data is None:
-        return None, f"fewer than {cfg.training.refresh_min_rows} new labelled rows since prod's data"
+        return None, f"fewer new labelled rows since prod's data than {refresh_rule(cfg)}"
     return "refresh", "new labelled batches since prod's data and no drift flagged"

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from assets.training.data import TrainingData, time_ordered
+from assets.training.data import TrainingData, hold_out_latest, holdout_rows_needed, time_ordered
 from assets.training.evaluation import evaluate, gate_decision
 from assets.training.registration import input_schema, library_versions, register_model
 from assets.training.retrain import RetrainOutcome
@@ -42,6 +42,22 @@ INCREMENTAL_FAMILIES = {"lightgbm": "boosting continued from the prod booster (i
                         "rf": "warm_start: new trees added to the forest", "et": "warm_start: new trees added"}
 
 
+def refresh_rule(cfg: PipelineConfig) -> str:
+    """What a refresh waits for, in words (for the messages of the policy and the refresh)."""
+    if cfg.training.refresh_min_rows:
+        return f"training.refresh_min_rows ({cfg.training.refresh_min_rows})"
+    return "prod's own hold-out held (training.refresh_min_rows unset)"
+
+
+def refresh_rows_needed(prod_row: dict, sizes: pd.Series, cfg: PipelineConfig) -> int:
+    """New labelled rows a refresh waits for: ``training.refresh_min_rows`` when set, else as many
+    as prod's own hold-out held (``sizes``: labelled rows per batch)."""
+    if cfg.training.refresh_min_rows:
+        return cfg.training.refresh_min_rows
+    held = [b for b in json.loads(prod_row["holdout_batches"]) if b in sizes.index]
+    return max(1, int(sizes[held].sum()))
+
+
 def refresh_data(features: pd.DataFrame, prod_row: dict, cfg: PipelineConfig) -> TrainingData | None:
     """Prod's hold-out + new batches (training) and the newest batches (hold-out); None when fewer
     than ``training.refresh_min_rows`` new labelled rows arrived since prod's data."""
@@ -55,11 +71,10 @@ def refresh_data(features: pd.DataFrame, prod_row: dict, cfg: PipelineConfig) ->
                           "a refresh has nothing to start from; run a full retraining")
     last_used = max(positions)
     new = order[last_used + 1:]
-    if int(sizes[new].sum()) < cfg.training.refresh_min_rows:
+    if int(sizes[new].sum()) < refresh_rows_needed(prod_row, sizes, cfg):
         return None
-    holdout: list[str] = []
-    while new and sizes[holdout].sum() < cfg.training.holdout_min_rows:
-        holdout.insert(0, new.pop())
+    train_rows = int(sizes[[b for b in json.loads(prod_row["holdout_batches"]) if b in order] + new].sum())
+    holdout = hold_out_latest(new, sizes, holdout_rows_needed(train_rows, cfg.training))
     train_batches = [b for b in json.loads(prod_row["holdout_batches"]) if b in order] + new
     if not train_batches:
         return None
@@ -102,8 +117,8 @@ def refresh(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
     features_version = lake.version(FEATURES)
     data = refresh_data(lake.read(FEATURES, version=features_version), prod_row, cfg)
     if data is None:
-        say(f"refresh: fewer than {cfg.training.refresh_min_rows} new labelled rows since prod "
-            f"v{prod_row['version']}'s data; nothing to do")
+        say(f"refresh: fewer new labelled rows since prod v{prod_row['version']}'s data than "
+            f"{refresh_rule(cfg)}; nothing to do")
         return None
     family, spec = str(prod_row["model_id"]), served.spec
     say(f"refresh of prod v{prod_row['version']} ({family}) on {len(data.train)} rows of {data.train_batches}, "
