@@ -210,8 +210,11 @@ class PreprocessingVariant(_Strict):
 class GateConfig(_Strict):
     """A candidate is registered only if it passes both rules on the same hold-out rows."""
 
-    min_score: float = Field(description="Absolute floor of the sort metric on the hold-out "
-                             "(a ceiling for metrics where lower is better).")
+    min_score: float | None = Field(default=None, description="Absolute floor of the sort metric on the "
+                                    "hold-out (a ceiling for metrics where lower is better). By default "
+                                    "the floor is the naive baseline on the same hold-out (the training "
+                                    "majority class / class shares, or the training median): a model "
+                                    "must beat ignoring the features, on any scale of the target.")
     tolerance: float = Field(default=0.01, ge=0, description="How much worse than prod it may be.")
 
 
@@ -244,7 +247,7 @@ class TrainingConfig(_Strict):
         description="Preprocessing variants; the first is searched over all `models`, the others over "
         "the best `variant_models` of the first (the search stays within budget).")
     variant_models: int = Field(default=3, ge=1)
-    gate: GateConfig = Field(default_factory=lambda: GateConfig(min_score=0.55))
+    gate: GateConfig = Field(default_factory=GateConfig)
     refresh_min_rows: int | None = Field(default=None, gt=0, description="New labelled rows since prod's "
                                          "data needed before an incremental refresh runs; by default as many "
                                          "as prod's own hold-out held (a refresh must be judged on a hold-out "

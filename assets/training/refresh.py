@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from assets.training.data import TrainingData, hold_out_latest, holdout_rows_needed, time_ordered
-from assets.training.evaluation import evaluate, gate_decision
+from assets.training.evaluation import evaluate, gate_decision, naive_metrics
 from assets.training.registration import input_schema, library_versions, register_model
 from assets.training.retrain import RetrainOutcome
 from assets.training.search import params_of, run_search
@@ -136,7 +136,8 @@ def refresh(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
             search.cv_metrics, search.leaderboard
         lake.append(LEADERBOARD, board, schema=LEADERBOARD_SCHEMA)
     metrics = evaluate(model, data.holdout, spec)
-    gate = gate_decision(metrics, evaluate(prod, data.holdout, spec), cfg)
+    gate = gate_decision(metrics, evaluate(prod, data.holdout, spec), cfg,
+                         naive_metrics(data.train, data.holdout, spec))
     gate["refresh"] = {"parent_version": int(prod_row["version"]), "method": how}
     outcome = RetrainOutcome(run_id, board, metrics, gate, aliases=aliases, train_rows=len(data.train),
                              holdout_rows=len(data.holdout), train_batches=data.train_batches,

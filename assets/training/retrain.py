@@ -10,7 +10,7 @@ import pandas as pd
 
 from assets.ingest.steps import require_contract
 from assets.training.data import select_training_data
-from assets.training.evaluation import evaluate, gate_decision
+from assets.training.evaluation import evaluate, gate_decision, naive_metrics
 from assets.training.fallback import FALLBACK_MODEL_ID, fit_fallback
 from assets.training.registration import input_schema, library_versions, register_model
 from assets.training.search import params_of, run_search
@@ -65,7 +65,8 @@ def retrain(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
     prod_metrics = None
     if "prod" in current:  # the same hold-out rows for both, so the comparison is fair
         prod_metrics = evaluate(registry.load(current["prod"]), data.holdout, spec)
-    gate = gate_decision(holdout, prod_metrics, cfg)
+    naive = naive_metrics(data.train, data.holdout, spec)
+    gate = gate_decision(holdout, prod_metrics, cfg, naive)
     outcome = RetrainOutcome(run_id, search.leaderboard, holdout, gate, aliases=current,
                              train_rows=len(data.train), holdout_rows=len(data.holdout),
                              train_batches=data.train_batches, holdout_batches=data.holdout_batches,
@@ -100,7 +101,7 @@ def _refresh_fallback(registry: ModelRegistry, data: Any, spec: FeatureSpec, cfg
     gate's floor (otherwise the previous fallback stays)."""
     model = fit_fallback(data.train, spec, cfg.training.session_id)
     metrics = evaluate(model, data.holdout, spec)
-    gate = gate_decision(metrics, None, cfg)
+    gate = gate_decision(metrics, None, cfg, naive_metrics(data.train, data.holdout, spec))
     if not gate["passed"]:
         say(f"fallback not registered: {gate['reason']}")
         return None

@@ -102,7 +102,7 @@ def test_second_run_goes_to_staging_only_when_it_passes_the_gate(trained: Pipeli
         update={"gate": trained.cfg.training.gate.model_copy(update={"min_score": 0.999})})})
     refused = retrain(trained.lake, registry, strict, "run-strict")
     assert refused.version is None and not refused.gate["passed"]
-    assert "misses the floor 0.999" in refused.gate["reason"]
+    assert "does not beat the floor 0.9990 (training.gate.min_score)" in refused.gate["reason"]
     assert registry.aliases() == {"prod": 1, "fallback": 2} and len(registry.versions()) == 2
     passed = retrain(trained.lake, registry, trained.cfg, "run-2")
     assert passed.gate["passed"] and passed.gate["prod"] == pytest.approx(

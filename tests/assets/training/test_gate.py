@@ -1,0 +1,59 @@
+"""The registration gate's floor: the naive baseline on the same hold-out unless one is configured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from assets.training.evaluation import gate_decision, metrics_of, naive_metrics
+from config import load_config
+from features import FeatureSpec
+from tests.conftest import write_config
+
+
+def _spec(task: str) -> FeatureSpec:
+    return FeatureSpec(task=task, time_column="t", target="y", id_column=None, numeric=("x",), categorical=(),
+                       text=(), time_features=())
+
+
+def _cfg(tmp_path: Path, task: str, gate: dict | None = None):
+    return load_config(str(write_config(tmp_path / task, {"dataset": {"task": task}, "training": {
+        "metric": "MAE" if task == "regression" else "AUC", **({"gate": gate} if gate else {})}})))
+
+
+def test_the_naive_baseline_is_the_training_median_or_class_shares() -> None:
+    train = pd.DataFrame({"x": [0.0] * 5, "y": [1.0, 2.0, 3.0, 100.0, 4.0]})
+    holdout = pd.DataFrame({"x": [0.0] * 2, "y": [3.0, 5.0]})
+    assert naive_metrics(train, holdout, _spec("regression"))["MAE"] == 1.0  # median 3
+    train = pd.DataFrame({"x": [0.0] * 4, "y": ["no", "no", "no", "yes"]})
+    holdout = pd.DataFrame({"x": [0.0] * 4, "y": ["no", "yes", "yes", "yes"]})
+    naive = naive_metrics(train, holdout, _spec("classification"))
+    assert naive["AUC"] == 0.5 and naive["Accuracy"] == 0.25
+
+
+def test_a_price_model_is_judged_against_the_naive_model_not_a_fixed_number(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "regression")
+    assert cfg.training.gate.min_score is None
+    naive = {"MAE": 40_000.0}  # cents: any fixed floor (the old default was 0.55) is wrong on this scale
+    passed = gate_decision({"MAE": 9_000.0}, None, cfg, naive)
+    assert passed["passed"] and passed["floor"] == 40_000.0
+    assert passed["floor_source"] == "the naive baseline on the same hold-out" and passed["naive"] == naive
+    failed = gate_decision({"MAE": 40_000.0}, None, cfg, naive)  # no better than ignoring the features
+    assert not failed["passed"] and "does not beat the floor 40000.0000" in failed["reason"]
+
+
+def test_a_configured_floor_wins_and_a_missing_floor_fails_loudly(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "classification", {"min_score": 0.7})
+    decision = gate_decision({"AUC": 0.65}, None, cfg, {"AUC": 0.5})
+    assert not decision["passed"] and decision["floor_source"] == "training.gate.min_score"
+    with pytest.raises(ValueError, match="needs a floor for AUC"):
+        gate_decision({"AUC": 0.9}, None, _cfg(tmp_path, "classification"))
+
+
+def test_a_class_the_model_never_saw_leaves_auc_and_log_loss_out() -> None:
+    y = pd.Series(["a", "b", "c"])
+    proba = pd.DataFrame({"a": [0.7, 0.2, 0.5], "b": [0.3, 0.8, 0.5]}).to_numpy()
+    out = metrics_of(y, pd.Series(["a", "b", "a"]).to_numpy(dtype=object), proba, ["a", "b"], "classification")
+    assert set(out) == {"Accuracy", "F1"} and out["Accuracy"] == pytest.approx(2 / 3)
