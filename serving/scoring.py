@@ -117,7 +117,7 @@ def _failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
-def predict_isolated(served: ServedModel, typed: pd.DataFrame) -> tuple[list[Any], np.ndarray, list[str]]:
+def predict_isolated(served: ServedModel, typed: pd.DataFrame) -> tuple[list[Any], np.ndarray | None, list[str]]:
     """Predictions, probabilities (rows x classes; None for regression) and per-row model errors of
     typed rows, with the rows a model call fails on isolated.
 
@@ -158,8 +158,8 @@ def predict_isolated(served: ServedModel, typed: pd.DataFrame) -> tuple[list[Any
         solve(0, n)
     failed = sum(1 for e in errors if e)
     if calls > 1:  # a whole-group call failed: say how the rows were told apart
-        log.warning("model v%s failed on a group of %d row(s); isolated in %d calls: %d row(s) fail on their own",
-                    served.version, n, calls, failed)
+        log.warning("model v%s failed on a group of %d row(s); isolated in %d calls: %d row(s) fail on their own%s",
+                    served.version, n, calls, failed, f" (first: {next(e for e in errors if e)})" if failed else "")
     return pred, proba, errors
 
 
