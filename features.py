@@ -2,6 +2,12 @@
 
 It only derives and types columns; imputation, encoding and scaling belong to the model
 pipeline (fitted on training data), so the ``features`` table keeps missing values as missing.
+
+Missing has one meaning in every role and on both paths (a training batch, a serving row): NaN,
+None, ``pd.NA``, and for categorical and text columns also an empty or whitespace-only string
+(:func:`normalize_strings`). The model reads a missing text as the empty document
+(:func:`text_for_model`): PyCaret imputes numeric and categorical columns but hands text columns
+straight to its TF-IDF vectorizer, which refuses NaN.
 """
 
 from __future__ import annotations
@@ -13,6 +19,11 @@ import pandas as pd
 import pyarrow as pa
 
 from lake.tables import BATCH_COLUMN, EVENT_TIME_COLUMN, TS
+
+# What a text column holds for the model when the value is missing: the empty document has no
+# tokens, so TF-IDF gives it the zero vector -- "no words", the only reading that assumes nothing
+# about the text. (An imputed "most frequent document" would invent words that were never sent.)
+MISSING_TEXT = ""
 
 BOOLEAN_LABELS = {"true": 1, "false": 0, "yes": 1, "no": 0, "1": 1, "0": 0, "1.0": 1, "0.0": 0}
 
@@ -97,6 +108,35 @@ def target_arrow_type(task: str, encoded: pd.Series) -> pa.DataType:
     return pa.int64() if str(encoded.dtype) == "Int64" else pa.string()
 
 
+def _normalized(value: object) -> str | None:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float | np.floating)
+                                                               and np.isnan(value)):
+        return None
+    return str(value).strip() or None
+
+
+def normalize_strings(values: pd.Series) -> pd.Series:
+    """Categorical / text values as the features table holds them: a string, or None when missing.
+
+    Missing = NaN / None / ``pd.NA`` or a string that is empty or whitespace only (a CSV's empty
+    cell, a form's blank field: no category and no token in it). Surrounding whitespace is cut, so
+    ``" Oslo"`` at serving is the ``"Oslo"`` that ingestion's cleaning made of it in training (the
+    serving path has no cleaning step); the inside of a text is kept as sent. Non-strings become
+    their ``str`` (a number in a categorical column is a level like any other).
+    """
+    # one pass over plain Python values: about 4x faster than masked pandas assignments on the
+    # router's one-row frames, where this runs once per column and request
+    return pd.Series([_normalized(v) for v in values], index=values.index, dtype=object)
+
+
+def text_for_model(values: pd.Series) -> pd.Series:
+    """A text column as the model pipeline reads it: missing (None, NaN, blank) -> :data:`MISSING_TEXT`."""
+    return pd.Series([_normalized(v) or MISSING_TEXT for v in values], index=values.index, dtype=object)
+
+
 def build_features(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Model-ready rows: event time, time features, typed numeric / categorical / text columns,
     the id and the encoded target when present, and ``_batch_id`` when present.
@@ -112,8 +152,7 @@ def build_features(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     for col in spec.numeric:
         out[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     for col in (*spec.categorical, *spec.text):
-        out[col] = df[col].astype(object).where(df[col].notna(), None).map(
-            lambda v: v if v is None or isinstance(v, str) else str(v))
+        out[col] = normalize_strings(df[col])
     if spec.id_column and spec.id_column in df.columns:
         out[spec.id_column] = df[spec.id_column].astype(object).where(df[spec.id_column].notna(), None)
     if spec.target in df.columns:

@@ -52,8 +52,12 @@ def ingest(paths: DataPaths) -> int:
 
 
 def inference(paths: DataPaths, file: str | None) -> int:
-    """Score a CSV/XLSX/Parquet file with the prod model; print the path of the predictions CSV."""
-    from serving.scoring import ServedModel, score_frame
+    """Score a CSV/XLSX/Parquet file with the prod model; print the path of the predictions CSV.
+
+    Row-level problems never stop it: a row whose values cannot be typed, or on which the model
+    raises, gets its reason in ``error`` and the other rows are scored (serving.scoring.score_frame);
+    the file is written either way, and the console says how many rows have an error of which kind."""
+    from serving.scoring import MODEL_FAILED, ServedModel, score_frame
     from stream.sources import read_file
 
     if not file:
@@ -70,8 +74,11 @@ def inference(paths: DataPaths, file: str | None) -> int:
     scored = score_frame(read_file(source, as_strings=True, encoding=house.cfg.ingest.encoding), served)
     out = paths.reports / f"{source.name.split('.')[0]}_predictions.csv"
     scored.to_csv(out, index=False)
-    failed = int((scored["error"] != "").sum())
-    log.info("scored %d rows with model version %d (%d row(s) with an error)", len(scored), served.version, failed)
+    failed = scored["error"] != ""
+    model_failed = scored["error"].str.startswith(MODEL_FAILED.format(version=served.version))
+    log.info("scored %d of %d rows with model version %d (%d row(s) with an input error, %d on which the model "
+             "failed)", int((~failed).sum()), len(scored), served.version, int((failed & ~model_failed).sum()),
+             int(model_failed.sum()))
     print(out)
     return 0
 

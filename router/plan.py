@@ -28,7 +28,7 @@ from router.schemas import PredictRequest
 from router.split import B, assign
 from router.validation import Checked, Problem, RequestInvalid, check_features, expected_fields
 from serving.model_io import class_labels
-from serving.scoring import ServedModel, score_frame
+from serving.scoring import ServedModel, score_rows
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +88,31 @@ def plan_rows(state: PoolState, rows: list[PredictRequest], router_cfg: RouterCo
     return planned
 
 
-def score_group(served: ServedModel, rows: list[Planned]) -> list[Score]:
-    """Predictions of rows that one model serves, in one call."""
+def score_group(served: ServedModel, rows: list[Planned]) -> tuple[list[Score], list[str]]:
+    """Predictions of rows that one model serves, and per row the model's exception on that row
+    alone ('' where it answered). One model call when nothing fails; when the call raises, the
+    failing rows are isolated (serving.scoring.predict_isolated), so only they carry an error."""
     frame = pd.DataFrame([{name: p.checked.values.get(name) for name in expected_fields(served.schema)}
                           for p in rows])
-    scored = score_frame(frame, served)
-    bad = scored["error"] != ""
+    scored = score_rows(frame, served)
+    bad = scored.input_error != ""
     if bad.any():  # validation should have caught it: name the row and the reason
-        raise RequestInvalid([Problem("features", str(e)) for e in scored.loc[bad, "error"]])
-    proba = scored["probability"] if "probability" in scored else pd.Series([None] * len(scored))
-    return [(json_scalar(scored["predict"].iloc[j]), None if proba.iloc[j] is None or pd.isna(proba.iloc[j])
-             else float(proba.iloc[j])) for j in range(len(rows))]
+        raise RequestInvalid([Problem("features", str(e)) for e in scored.input_error[bad]])
+    scores = [(json_scalar(scored.predict[j]), None if pd.isna(scored.probability[j])
+               else float(scored.probability[j])) for j in range(len(rows))]
+    return scores, scored.model_error.tolist()
+
+
+def _score_counted(served: ServedModel, rows: list[Planned]) -> tuple[list[Score], list[str]]:
+    """:func:`score_group`, with a failure outside the model call (building the frame, typing it)
+    counted as the model's error on every row, as a raising model would be; RequestInvalid passes."""
+    try:
+        return score_group(served, rows)
+    except RequestInvalid:
+        raise
+    except Exception as exc:  # recorded on every row and logged by the caller, never swallowed
+        log.exception("scoring with v%s failed outside the model call on %d row(s)", served.version, len(rows))
+        return [(None, None)] * len(rows), [f"{type(exc).__name__}: {exc}"[:500]] * len(rows)
 
 
 def _by_model(planned: list[Planned], model_of) -> list[list[int]]:
@@ -112,38 +126,44 @@ def _by_model(planned: list[Planned], model_of) -> list[list[int]]:
 def score_planned(planned: list[Planned], fallback: ServedModel | None) -> list[Score]:
     """Predictions of the planned rows, scored per served model in one call each.
 
-    A model that raises (a bug in its pipeline, a dependency missing for a new artifact) is an
-    *error of its variant*: its rows are answered by the fallback model when there is one (marked
-    ``model_used=fallback``, ``error`` set), and otherwise fail the request with :class:`ModelFailed`.
-    Either way the error is logged and lands in `ab_events`, where the A/B guardrail on B's error
-    rate reads it.
+    A model that raises (a bug in its pipeline, a dependency missing for a new artifact, a value its
+    pipeline cannot take) is an *error of its variant* on the rows it fails on: those rows, and only
+    those (one poisoned row of a /predict_batch leaves the others on their assigned model), are
+    answered by the fallback model when there is one (marked ``model_used=fallback``, ``error``
+    set), and otherwise fail the request with :class:`ModelFailed`. Either way the error is logged
+    and lands in `ab_events`, where the A/B guardrail on B's error rate reads it.
     """
     out: list[Score] = [(None, None)] * len(planned)
     for idx in _by_model(planned, lambda p: p.served):
         served = planned[idx[0]].served
-        rows = [planned[i] for i in idx]
-        try:
-            scores = score_group(served, rows)
-        except RequestInvalid:
-            raise
-        except Exception as exc:  # any model failure is counted, then rescued or re-raised
-            error = f"{planned[idx[0]].model_used} v{served.version}: {type(exc).__name__}: {exc}"[:500]
-            log.exception("model %s v%s failed on %d row(s)", planned[idx[0]].model_used, served.version, len(idx))
-            for p in rows:
+        used = planned[idx[0]].model_used
+        scores, errors = _score_counted(served, [planned[i] for i in idx])
+        for i, score in zip(idx, scores, strict=True):
+            out[i] = score
+        failed = [i for i, e in zip(idx, errors, strict=True) if e]
+        if not failed:
+            continue
+        log.error("model %s v%s failed on %d of %d row(s): %s", used, served.version, len(failed), len(idx),
+                  next(e for e in errors if e))
+        for i, e in zip(idx, errors, strict=True):
+            if e:
+                p = planned[i]
                 metrics.MODEL_ERRORS.labels(p.variant, p.model_used).inc()
-                p.error = error
-            if fallback is None or served is fallback:
-                raise ModelFailed(error) from exc
-            try:
-                scores = score_group(fallback, rows)
-            except Exception as again:  # both failed: the request fails, the rows are logged
-                log.exception("fallback v%s failed too on %d row(s)", fallback.version, len(idx))
-                raise ModelFailed(f"{error}; fallback v{fallback.version}: {type(again).__name__}: {again}") \
-                    from again
-            for p in rows:
-                p.served, p.model_used, p.fallback_reason = fallback, "fallback", "model error"
-        for j, i in enumerate(idx):
-            out[i] = scores[j]
+                p.error = f"{used} v{served.version}: {e}"[:500]
+        first = planned[failed[0]].error
+        if fallback is None or served is fallback:
+            raise ModelFailed(f"{first} ({len(failed)} of {len(idx)} row(s))")
+        try:  # the rows were checked against the assigned model's schema, not the fallback's
+            rescued, again = _score_counted(fallback, [planned[i] for i in failed])
+        except RequestInvalid as exc:
+            rescued, again = [], [str(exc)]
+        if any(again):  # both failed on these rows: the request fails, the rows are logged
+            log.error("fallback v%s failed too on %d row(s)", fallback.version, sum(1 for e in again if e))
+            raise ModelFailed(f"{first}; fallback v{fallback.version}: {next(e for e in again if e)}")
+        for i, score in zip(failed, rescued, strict=True):
+            p = planned[i]
+            p.served, p.model_used, p.fallback_reason = fallback, "fallback", "model error"
+            out[i] = score
     return out
 
 
@@ -165,15 +185,21 @@ def shadow_scores(state: PoolState, planned: list[Planned], share: float) -> dic
         shadows = [Planned(planned[i].row, planned[i].checked, planned[i].variant, model, "shadow", None)
                    for i in idx]
         try:
-            scores = score_group(model, shadows)
-        except Exception:  # the shadow is never answered: count it, keep the request
+            scores, errors = score_group(model, shadows)
+        except Exception:  # e.g. the row does not fit the other model's schema: never answered, keep the request
             for i in idx:
                 metrics.MODEL_ERRORS.labels(planned[i].variant, "shadow").inc()
             log.exception("shadow scoring by v%s failed; %d row(s) answered without a shadow", model.version,
                           len(idx))
             continue
-        for i, (prediction, probability) in zip(idx, scores, strict=True):
+        for i, (prediction, probability), error in zip(idx, scores, errors, strict=True):
+            if error:  # the shadow is never answered: count it, keep the row
+                metrics.MODEL_ERRORS.labels(planned[i].variant, "shadow").inc()
+                continue
             out[i] = {"model_version": model.version, "prediction": prediction, "probability": probability}
+        if any(errors):
+            log.error("shadow scoring by v%s failed on %d of %d row(s); those are answered without a shadow: %s",
+                      model.version, sum(1 for e in errors if e), len(idx), next(e for e in errors if e))
     return out
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features import FeatureSpec
+from features import FeatureSpec, text_for_model
 
 
 def model_frame(df: pd.DataFrame, spec: FeatureSpec, with_target: bool = True) -> pd.DataFrame:
@@ -17,9 +17,12 @@ def model_frame(df: pd.DataFrame, spec: FeatureSpec, with_target: bool = True) -
     out = df[cols].copy()
     for col in spec.time_features:
         out[col] = out[col].astype("float64")
-    for col in (*spec.categorical, *spec.text):
+    for col in spec.categorical:
         # Arrow gives None for missing strings; sklearn's imputers only recognise NaN
         out[col] = out[col].astype(object).where(out[col].notna(), np.nan)
+    for col in spec.text:
+        # no imputer stands before PyCaret's TF-IDF (it fails on NaN): a missing text is the empty document
+        out[col] = text_for_model(out[col])
     if with_target and spec.task == "classification" and str(out[spec.target].dtype) == "Int64":
         out[spec.target] = out[spec.target].astype("int64")
     return out

@@ -26,6 +26,15 @@ def parse_time(values: pd.Series) -> pd.Series:
     return out.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
 
 
+def blank_as_missing(values: pd.Series) -> pd.Series:
+    """Empty or whitespace-only strings -> None (a blank cell or field is a missing value, not a
+    value of the wrong type); everything else unchanged."""
+    if values.dtype != object and not pd.api.types.is_string_dtype(values):
+        return values
+    blank = values.map(lambda v: isinstance(v, str) and not v.strip())
+    return values.astype(object).mask(blank.astype(bool), None) if blank.any() else values
+
+
 def as_text(values: pd.Series) -> pd.Series:
     """Strings with missing values kept missing (1.0 stays '1.0', True becomes 'True')."""
     out = values.astype(object)

@@ -5,11 +5,16 @@ Rows go through the same steps as training: typed like the ingestion does, then
 (which imputes missing values and encodes unseen categories as it learned to). A row whose
 values cannot be typed (text in a numeric column, an unparseable time) gets an ``error``
 instead of a prediction.
+
+A model call that raises does not sink the rows around the one that made it raise:
+:func:`predict_isolated` splits the failing rows in halves until every row that fails on its own
+is found, and only those get the model's exception as their ``error``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +24,12 @@ import pandas as pd
 
 from features import FeatureSpec, build_features
 from serving.model_io import class_labels, model_frame
-from serving.parsing import as_text, parse_numeric, parse_time
+from serving.parsing import as_text, blank_as_missing, parse_numeric, parse_time
+
+log = logging.getLogger(__name__)
+
+# the start of a row's ``error`` when the model (not the row's values) failed on it
+MODEL_FAILED = "model v{version} failed on this row: "
 
 
 @dataclass(frozen=True)
@@ -67,11 +77,14 @@ def type_errors(df: pd.DataFrame, spec: FeatureSpec) -> tuple[pd.DataFrame, pd.S
         errors[mask] = errors[mask].where(errors[mask] == "", errors[mask] + "; ") + (
             message[mask] if isinstance(message, pd.Series) else message)
 
-    times = parse_time(df[spec.time_column]) if spec.time_column in df else pd.Series(pd.NaT, index=df.index)
+    # a blank time or number is a missing value, not a wrong type (blank categories and texts are
+    # missing too: build_features.normalize_strings)
+    times = parse_time(blank_as_missing(df[spec.time_column])) if spec.time_column in df \
+        else pd.Series(pd.NaT, index=df.index)
     note(times.isna(), f"{spec.time_column}: missing or not a time")
     typed[spec.time_column] = times
     for col in spec.numeric:
-        raw = df[col] if col in df else pd.Series(np.nan, index=df.index)
+        raw = blank_as_missing(df[col]) if col in df else pd.Series(np.nan, index=df.index)
         parsed = parse_numeric(raw)
         bad = raw.notna() & parsed.isna() | np.isinf(parsed.fillna(0))
         note(bad, col + ": " + raw.astype(str).str.slice(0, 40).map(repr) + " is not a finite number")
@@ -81,25 +94,110 @@ def type_errors(df: pd.DataFrame, spec: FeatureSpec) -> tuple[pd.DataFrame, pd.S
     return typed, errors
 
 
+@dataclass(frozen=True)
+class RowScores:
+    """What scoring made of each row, aligned with the input rows.
+
+    ``input_error``: why the row's values cannot be typed ('' if they can; no model was called);
+    ``model_error``: the exception the model raised on this row scored alone ('' if it answered).
+    ``predict`` / ``probability`` are None / NaN where either is set."""
+
+    predict: list[Any]
+    probability: np.ndarray  # of the predicted class (two classes: of the positive class); NaN for regression
+    input_error: pd.Series
+    model_error: pd.Series
+
+    @property
+    def error(self) -> pd.Series:
+        """One message per row: the input's problem, or the model's ('' for a scored row)."""
+        return self.input_error.where(self.input_error != "", self.model_error)
+
+
+def _failure(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def predict_isolated(served: ServedModel, typed: pd.DataFrame) -> tuple[list[Any], np.ndarray | None, list[str]]:
+    """Predictions, probabilities (rows x classes; None for regression) and per-row model errors of
+    typed rows, with the rows a model call fails on isolated.
+
+    The rows go through ``build_features`` and the model in one call. When that raises, the rows are
+    split in halves and each half is scored again, down to single rows: a row gets an error only
+    when it fails *alone*, so one poisoned row costs its neighbours nothing. Cost: one call when
+    nothing fails; about ``2·k·log2(n/k)`` calls for ``k`` failing rows among ``n``; ``2n − 1``
+    calls when every row fails (a broken model), twice a row-by-row re-score.
+    """
+    spec = served.spec
+    n = len(typed)
+    pred: list[Any] = [None] * n
+    proba: np.ndarray | None = None
+    errors = [""] * n
+    calls = 0
+
+    def solve(start: int, stop: int) -> None:
+        nonlocal proba, calls
+        calls += 1
+        try:
+            part_pred, part_proba = served.predict(
+                model_frame(build_features(typed.iloc[start:stop], spec), spec, with_target=False))
+        except Exception as exc:  # a model failure is recorded per row below, never swallowed
+            if stop - start == 1:
+                errors[start] = _failure(exc)
+                return
+            mid = (start + stop) // 2
+            solve(start, mid)
+            solve(mid, stop)
+            return
+        pred[start:stop] = list(part_pred)
+        if part_proba is not None:
+            if proba is None:
+                proba = np.full((n, part_proba.shape[1]), np.nan)
+            proba[start:stop] = part_proba
+
+    if n:
+        solve(0, n)
+    failed = sum(1 for e in errors if e)
+    if calls > 1:  # a whole-group call failed: say how the rows were told apart
+        log.warning("model v%s failed on a group of %d row(s); isolated in %d calls: %d row(s) fail on their own%s",
+                    served.version, n, calls, failed, f" (first: {next(e for e in errors if e)})" if failed else "")
+    return pred, proba, errors
+
+
+def score_rows(df: pd.DataFrame, served: ServedModel) -> RowScores:
+    """Type, build the features of and score every row of ``df``; problems stay on their rows."""
+    spec = served.spec
+    typed, input_error = type_errors(df, spec)
+    ok = input_error == ""
+    predict = pd.Series([None] * len(df), index=df.index, dtype=object)
+    probability = np.full(len(df), np.nan)
+    model_error = pd.Series("", index=df.index, dtype=object)
+    if ok.any():
+        pred, proba, errors = predict_isolated(served, typed[ok])
+        model_error[ok] = errors
+        predict[ok] = pred
+        if spec.task == "classification" and proba is not None:
+            classes = class_labels(served.model)
+            scored = np.array([e == "" for e in errors])
+            # probability of the predicted class (for two classes: of the positive class)
+            picked = np.full(len(pred), np.nan)
+            rows = np.flatnonzero(scored)
+            picked[rows] = proba[rows, 1] if len(classes) == 2 else \
+                proba[rows, [classes.index(pred[r]) for r in rows]]
+            probability[ok.to_numpy()] = picked
+    return RowScores(predict.tolist(), probability, input_error, model_error)
+
+
 def score_frame(df: pd.DataFrame, served: ServedModel) -> pd.DataFrame:
     """``df`` plus ``predict`` (and ``probability`` for classification), ``model_version`` and
-    ``error``. Missing values and unseen categories are scored; wrong types are reported."""
-    spec = served.spec
-    typed, errors = type_errors(df, spec)
-    ok = errors == ""
+    ``error``. Missing values and unseen categories are scored; wrong types are reported, and so is
+    a model failure, on the rows that cause it only (:func:`predict_isolated`)."""
+    scores = score_rows(df, served)
     out = df.copy()
-    out["predict"] = pd.Series([None] * len(df), index=df.index, dtype=object)
-    if spec.task == "classification":
-        out["probability"] = np.nan
-    if ok.any():
-        x = model_frame(build_features(typed[ok], spec), spec, with_target=False)
-        pred, proba = served.predict(x)
-        out.loc[ok, "predict"] = list(pred)
-        if spec.task == "classification":
-            classes = class_labels(served.model)
-            # probability of the predicted class (for two classes: of the positive class)
-            out.loc[ok, "probability"] = proba[:, 1] if len(classes) == 2 else \
-                proba[np.arange(len(pred)), [classes.index(p) for p in pred]]
+    out["predict"] = pd.Series(scores.predict, index=df.index, dtype=object)
+    if served.spec.task == "classification":
+        out["probability"] = scores.probability
     out["model_version"] = served.version
-    out["error"] = errors
+    errors = scores.error
+    model_failed = scores.model_error != ""
+    out["error"] = errors.where(~model_failed, MODEL_FAILED.format(version=served.version) + errors)
     return out
