@@ -281,6 +281,18 @@ class DriftScheduleConfig(_Strict):
         return value
 
 
+def _check_timedelta(name: str, value: str | None) -> None:
+    """Fail fast when ``value`` is set and is not a pandas Timedelta."""
+    if value is None:
+        return
+    import pandas as pd  # as the batch_window check does: config stays cheap to import
+
+    try:
+        pd.Timedelta(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} {value!r} is not a pandas Timedelta: {exc}") from exc
+
+
 class DriftConfig(_Strict):
     """When a batch counts as drifted against the prod model's training data, and what follows.
 
@@ -307,6 +319,11 @@ class DriftConfig(_Strict):
         default="uniform", description="importance: weight each feature's vote by prod's permutation importance.")
     persistence_batches: int = Field(default=1, ge=1, description="Retraining is requested only after this "
                                      "many consecutive drifted batches.")
+    persistence_event_time: str | None = Field(
+        default=None, description="Instead of `persistence_batches`: retraining is requested only when the "
+        "consecutive drifted batches span at least this much event time (a pandas Timedelta, e.g. '3D'), "
+        "from the first one's first row to the current one's last: the same rule for hourly and monthly "
+        "batches. Unset: count batches.")
     exclude_columns: list[str] = Field(
         default_factory=list,
         description="Input columns never tested. Calendar features need no entry: see `calendar_min_cycles`.")
@@ -348,17 +365,11 @@ class DriftConfig(_Strict):
         return self.min_effect if self.min_effect is not None else EFFECT_DEFAULTS[self.effect]
 
     @model_validator(mode="after")
-    def _cooldown_complete(self) -> DriftConfig:
-        if self.cooldown_unit == "event_time":
-            if self.cooldown_event_time is None:
-                raise ValueError("drift.cooldown_unit is event_time: set drift.cooldown_event_time (e.g. '14D')")
-            import pandas as pd  # as the batch_window check does: config stays cheap to import
-
-            try:
-                pd.Timedelta(self.cooldown_event_time)
-            except ValueError as exc:
-                raise ValueError(f"drift.cooldown_event_time {self.cooldown_event_time!r} is not a pandas "
-                                 f"Timedelta: {exc}") from exc
+    def _stream_durations_valid(self) -> DriftConfig:
+        if self.cooldown_unit == "event_time" and self.cooldown_event_time is None:
+            raise ValueError("drift.cooldown_unit is event_time: set drift.cooldown_event_time (e.g. '14D')")
+        for name in ("cooldown_event_time", "persistence_event_time"):
+            _check_timedelta(f"drift.{name}", getattr(self, name))
         return self
 
 

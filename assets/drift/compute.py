@@ -31,6 +31,7 @@ from assets.drift.stats import (
     metric_drop,
     numeric_drift,
     persistent,
+    persistent_for,
 )
 from assets.training.data import time_ordered
 from assets.training.evaluation import higher_is_better, metrics_of
@@ -228,6 +229,12 @@ def model_drift(model: Any, prod_row: dict, current: pd.DataFrame, spec: Feature
 
 def previous_verdicts(lake: Lake, batch_id: str, prod_version: int) -> list[bool]:
     """Verdicts of the batches before ``batch_id`` (event-time order) against the same prod version."""
+    return [drifted for drifted, _ in previous_verdict_times(lake, batch_id, prod_version)]
+
+
+def previous_verdict_times(lake: Lake, batch_id: str, prod_version: int) -> list[tuple[bool, pd.Timestamp]]:
+    """(verdict, first event time) of the batches before ``batch_id`` (event-time order) against
+    the same prod version."""
     if not lake.exists(DRIFT):
         return []
     rows = lake.read(DRIFT, where=f"feature = '{DRIFT_BATCH_ROW}' AND prod_version = {int(prod_version)}",
@@ -240,7 +247,7 @@ def previous_verdicts(lake: Lake, batch_id: str, prod_version: int) -> list[bool
     ordered = rows.merge(starts, on="batch_id", how="left").sort_values("time_min")
     if len(mine):
         ordered = ordered[ordered["time_min"] < mine.iloc[0]]
-    return ordered["drifted"].astype(bool).tolist()
+    return list(zip(ordered["drifted"].astype(bool), pd.to_datetime(ordered["time_min"], utc=True), strict=True))
 
 
 def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batch_id: str,
@@ -291,9 +298,16 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
             else {"model_drifted": False})
     data_drifted = bool(len(current) >= dcfg.min_current_rows and share >= dcfg.share_threshold)
     drifted = data_drifted or bool(perf["model_drifted"])
-    history = [*previous_verdicts(lake, batch_id, aliases["prod"]), drifted]
+    times = pd.to_datetime(current[EVENT_TIME_COLUMN], utc=True) if len(current) else None
+    timed = [*previous_verdict_times(lake, batch_id, aliases["prod"]),
+             (drifted, times.min() if times is not None else pd.NaT)]
+    history = [d for d, _ in timed]
     consecutive = trailing_true(history)
-    requested = drifted and persistent(history, dcfg.persistence_batches)
+    if dcfg.persistence_event_time is not None and times is not None:
+        # persistence on the stream's clock: the drifted run must span this much event time
+        requested = drifted and persistent_for(timed, times.max(), pd.Timedelta(dcfg.persistence_event_time))
+    else:
+        requested = drifted and persistent(history, dcfg.persistence_batches)
     verdict = {"drifted": drifted, "data_drifted": data_drifted, "drifted_share": share,
                "consecutive_drifted": consecutive, "retrain_requested": requested,
                "reason": _reason(flags, share, perf, data_drifted=data_drifted, consecutive=consecutive,
@@ -367,8 +381,10 @@ def _reason(flags: pd.DataFrame, share: float, perf: dict, *, data_drifted: bool
                      f"{perf['model_metric_reference']:.4f} on its hold-out ({'worse' if drop > 0 else 'better'} "
                      f"by {abs(drop):.1%}; drift when worse by more than {cfg.model_drift_tolerance:.0%})")
     if data_drifted or perf.get("model_drifted"):
+        waits = (f"drift lasting {cfg.persistence_event_time} of event time" if cfg.persistence_event_time
+                 else f"{cfg.persistence_batches} in a row")
         parts.append(f"drifted {consecutive} batch(es) in a row; " + (
-            "retraining requested" if requested else f"retraining waits for {cfg.persistence_batches} in a row"))
+            "retraining requested" if requested else f"retraining waits for {waits}"))
     else:
         parts.append("no drift")
     return "; ".join(parts)

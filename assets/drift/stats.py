@@ -273,6 +273,21 @@ def persistent(history: Sequence[bool], k: int) -> bool:
     return len(history) >= k and all(history[-k:])
 
 
+def persistent_for(history: Sequence[tuple[bool, pd.Timestamp]], current_end: pd.Timestamp,
+                   duration: pd.Timedelta) -> bool:
+    """True when the trailing run of drifted batches (``history``: (drifted, batch start) oldest
+    first, the current batch last) spans at least ``duration`` of event time, from the start of
+    its first batch to ``current_end``, the current batch's last event time."""
+    if not history or not history[-1][0]:
+        return False
+    start = history[-1][1]
+    for drifted, batch_start in reversed(history):
+        if not drifted:
+            break
+        start = batch_start
+    return bool(current_end - start >= duration)
+
+
 def metric_drop(current: float, reference: float, higher_is_better: bool) -> float:
     """Relative deterioration of a metric (positive = worse), e.g. AUC 0.70 -> 0.63 is 0.10."""
     scale = abs(reference) if reference else 1.0

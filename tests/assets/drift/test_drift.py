@@ -217,6 +217,22 @@ def test_persistence_waits_for_k_drifted_batches(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_persistence_in_event_time(tmp_path: Path) -> None:
+    """With persistence_event_time 20D the shifted batch (12.5 days of hourly rows) is drifted but
+    requests nothing yet; the verdict says what it waits for."""
+    pipe = drift_pipeline(tmp_path, {"drift": {"persistence_event_time": "20D"}})
+    assert pipe.emit_and_run().success
+    verdict = _verdicts(pipe.lake).loc["batch_00004"]
+    assert bool(verdict["drifted"]) and not bool(verdict["retrain_requested"])
+    assert "retraining waits for drift lasting 20D of event time" in verdict["reason"]
+    shorter = pipe.cfg.model_copy(update={"drift": pipe.cfg.drift.model_copy(update={"persistence_event_time": "12D"})})
+    from assets.drift.compute import compute_drift
+
+    again = compute_drift(pipe.lake, ModelRegistry(pipe.lake, pipe.paths.artifacts), shorter, "batch_00004")
+    assert again.verdict["retrain_requested"] is True  # 300 hourly rows span 12 days 11 hours
+
+
+@pytest.mark.slow
 def test_drift_schedule_is_off_by_default_and_rechecks_the_latest_batches(drifted: Pipeline) -> None:
     schedule = drifted.defs.resolve_schedule_def("drift_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED

@@ -14,7 +14,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from assets.drift.compute import calendar_exclusions, drift_columns, feature_drifts, model_drift
-from assets.drift.stats import CALENDAR_PERIODS, calendar_not_voting, flag_features
+from assets.drift.stats import CALENDAR_PERIODS, calendar_not_voting, flag_features, persistent_for
 from config import load_config
 from config.loader import DEFAULT_CONFIG_PATH
 from config.schema import DriftConfig
@@ -101,3 +101,22 @@ def test_model_drift_on_a_one_class_batch_uses_log_loss_and_says_so() -> None:
     mixed = batch.assign(y=(batch["x"] > 0).astype(int))
     both = model_drift(model, prod_row, mixed, spec, cfg, outputs=(pred, proba))
     assert both["model_metric"] == "AUC" and both["model_metric_note"] == ""
+
+
+def test_persistence_in_event_time_is_the_same_rule_for_hourly_and_daily_batches() -> None:
+    """'drifted for 3 days': 72 hourly batches or 3 daily ones, where persistence_batches would need
+    a different count for each cadence."""
+    t0 = pd.Timestamp("2024-05-01", tz="UTC")
+    three_days = pd.Timedelta("3D")
+    hourly_run = [(True, t0 + pd.Timedelta(hours=h)) for h in range(72)]
+    assert persistent_for(hourly_run, t0 + pd.Timedelta(hours=71, minutes=59), three_days) is False
+    assert persistent_for([*hourly_run, (True, t0 + pd.Timedelta(hours=72))], t0 + pd.Timedelta(hours=72, minutes=59),
+                          three_days) is True
+    daily = [(True, t0), (True, t0 + pd.Timedelta("1D")), (True, t0 + pd.Timedelta("2D"))]
+    assert persistent_for(daily, t0 + pd.Timedelta("3D"), three_days) is True
+    broken = [(True, t0), (False, t0 + pd.Timedelta("1D")), (True, t0 + pd.Timedelta("2D"))]
+    assert persistent_for(broken, t0 + pd.Timedelta("3D"), three_days) is False  # the run restarted on day 3
+    assert persistent_for([*daily[:2], (False, t0 + pd.Timedelta("2D"))], t0 + pd.Timedelta("3D"), three_days) is False
+    assert DriftConfig(persistence_event_time="3D").persistence_event_time == "3D"
+    with pytest.raises(ValueError, match="persistence_event_time 'soon' is not a pandas Timedelta"):
+        DriftConfig(persistence_event_time="soon")
