@@ -127,14 +127,13 @@ def cooldown_holds(cool: CoolDown | None, event: DriftEvent, cfg: DriftConfig, n
     """
     if cool is None:
         return None
-    if cfg.cooldown_unit == "wall_clock":
+    if cfg.cooldown_unit == "wall_clock" or cool.batch_end is None:
+        # a request recorded without its batch's event time (a cursor or an event from before the
+        # stream's clock was published) has only its wall-clock time: that rule applies, and says so
         waited = now - cool.at
         if waited < cfg.cooldown_minutes * 60:
-            return f"requested {waited / 60:.0f} min ago (wall-clock cool-down {cfg.cooldown_minutes:g} min)"
-        return None
-    if cool.batch_end is None:
-        # the request's batch has no event time (an event from before it was published): the stream
-        # clock cannot be read, so the request is not held against later batches -- say so
+            why = "" if cfg.cooldown_unit == "wall_clock" else ", as the request was recorded without event time"
+            return f"requested {waited / 60:.0f} min ago (wall-clock cool-down {cfg.cooldown_minutes:g} min{why})"
         return None
     if cfg.cooldown_unit == "event_time":
         if event.batch_end is None:

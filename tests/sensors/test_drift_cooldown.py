@@ -105,3 +105,7 @@ def test_cursor_round_trip_and_a_cursor_from_before_stream_cooldowns() -> None:
     assert DriftCursor.parse(None) == DriftCursor()
     old = DriftCursor.parse('{"after_storage_id": 7, "last_full_at": 10.0, "last_request_at": 12.0}')
     assert old == DriftCursor(7, CoolDown(10.0), CoolDown(12.0))
+    # such a request has no event time: the wall-clock rule holds it, and the note says why
+    held, _, skipped = plan([event(8)], DriftConfig(), old, now=10.0 + 30 * 60)
+    assert held == [] and "wall-clock cool-down 60 min, as the request was recorded without event time" in skipped[0]
+    assert [p.run_key for p in plan([event(9)], DriftConfig(), old, now=10.0 + 61 * 60)[0]] == ["drift-1-b9"]
