@@ -15,7 +15,10 @@ from assets.ingest.assets import build_quality_asset, cleaned, eda_report, featu
 from assets.jobs import AB_ANALYSIS_JOB, PROMOTE_JOB, build_jobs
 from assets.resources import LakehouseResource
 from assets.training.assets import candidate_models, summary_report
+from assets.training.data import judge_rows
 from config import load_config
+from lake.open import open_lake
+from lake.paths import data_paths
 from sensors.ab import build_ab_sensor, build_event_log_sensor
 from sensors.drift import build_drift_schedule, build_drift_sensor
 from sensors.inbox import build_inbox_sensor
@@ -31,7 +34,8 @@ def build_definitions(config_path: str | None = None, data_root: str | None = No
                 ab_analysis],
         jobs=list(jobs.values()),
         sensors=[build_inbox_sensor(cfg.dagster.inbox_poll_seconds, cfg.dagster.max_runs_per_tick),
-                 build_drift_sensor(cfg.drift), build_event_log_sensor(cfg.dagster.event_log_poll_seconds),
+                 build_drift_sensor(cfg.drift, lambda: judge_rows(open_lake(cfg, data_paths(data_root)), cfg)),
+                 build_event_log_sensor(cfg.dagster.event_log_poll_seconds),
                  build_ab_sensor([jobs[AB_ANALYSIS_JOB], jobs[PROMOTE_JOB]], cfg.ab.sensor_poll_seconds,
                                  cfg.ab.min_new_labels, cfg.ab.auto_promote)],
         schedules=[build_drift_schedule(cfg.drift)],

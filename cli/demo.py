@@ -75,6 +75,7 @@ def stream_with_drift(house: Lakehouse, emulator, count: int) -> list[BatchResul
     run what it would request (full retraining on drift, refresh when stable, cool-downs)."""
     from assets.drift.compute import stored_result
     from assets.jobs import RETRAIN_JOB
+    from assets.training.data import judge_rows
     from sensors.drift import DriftCursor, DriftEvent, plan_drift_requests
 
     cfg, paths = house.cfg, house.paths
@@ -86,7 +87,7 @@ def stream_with_drift(house: Lakehouse, emulator, count: int) -> list[BatchResul
             break
         ingested = ingest_pending(paths)
         results += ingested
-        drift = stored_result(house.lake, batch.batch_id)
+        drift = stored_result(house.lake, batch.batch_id, cfg.dataset.target)
         if drift is None or not all(r.success for r in ingested):
             print(f"  {batch.batch_id}: not compared (ingestion failed or no prod model)")
             continue
@@ -98,8 +99,10 @@ def stream_with_drift(house: Lakehouse, emulator, count: int) -> list[BatchResul
         event = DriftEvent(storage_id=i + 1, batch_id=batch.batch_id, timestamp=time.time(), compared=True,
                            drifted=bool(v["drifted"]), retrain_requested=bool(v["retrain_requested"]),
                            prod_version=drift.prod_version, drifted_share=float(v["drifted_share"]),
-                           top_features=drift.top_features(), reason=str(v["reason"]))
-        planned, cursor, skipped = plan_drift_requests([event], cursor, cfg.drift, time.time())
+                           top_features=drift.top_features(), reason=str(v["reason"]),
+                           batch_end=v["batch_end"], labelled_rows=v["labelled_rows"])
+        planned, cursor, skipped = plan_drift_requests([event], cursor, cfg.drift, time.time(),
+                                                       judge_rows(house.lake, cfg))
         for note in skipped:
             print(f"    drift_sensor: {note}")
         for request in planned:

@@ -291,6 +291,18 @@ class DriftScheduleConfig(_Strict):
         return value
 
 
+def _check_timedelta(name: str, value: str | None) -> None:
+    """Fail fast when ``value`` is set and is not a pandas Timedelta."""
+    if value is None:
+        return
+    import pandas as pd  # as the batch_window check does: config stays cheap to import
+
+    try:
+        pd.Timedelta(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} {value!r} is not a pandas Timedelta: {exc}") from exc
+
+
 class DriftConfig(_Strict):
     """When a batch counts as drifted against the prod model's training data, and what follows.
 
@@ -317,17 +329,43 @@ class DriftConfig(_Strict):
         default="uniform", description="importance: weight each feature's vote by prod's permutation importance.")
     persistence_batches: int = Field(default=1, ge=1, description="Retraining is requested only after this "
                                      "many consecutive drifted batches.")
+    persistence_event_time: str | None = Field(
+        default=None, description="Instead of `persistence_batches`: retraining is requested only when the "
+        "consecutive drifted batches span at least this much event time (a pandas Timedelta, e.g. '3D'), "
+        "from the first one's first row to the current one's last: the same rule for hourly and monthly "
+        "batches. Unset: count batches.")
     exclude_columns: list[str] = Field(
-        default_factory=lambda: ["month", "day_of_year"],
-        description="Features not tested: calendar position moves with every batch by construction.")
+        default_factory=list,
+        description="Input columns never tested. Calendar features need no entry: see `calendar_min_cycles`.")
+    calendar_min_cycles: float = Field(
+        default=2.0, ge=0, description="A calendar feature (hour, day_of_week, month, ...) votes only when the "
+        "batch and the reference each span at least this many of its periods (1 day for hour, 7 for "
+        "day_of_week / is_weekend, a month for day_of_month, a year for month / day_of_year); otherwise its "
+        "distribution is set by the batching, not by the data. Why 2: with uniform traffic over the cycle, a "
+        "batch of k whole periods plus a part has PSI at most 0.12 against the full cycle for k = 1 and 0.04 "
+        "for k = 2 (a fifth of the 0.2 effect line); under one period it is unbounded. 0: all vote.")
     reference_max_rows: int = Field(default=100_000, ge=100, description="Reference rows sampled at most "
                                     "(fixed seed): statistics on more change nothing but the run time.")
     prediction_drift: bool = Field(default=True, description="Also compare prod's predictions on the "
                                    "reference and on the batch.")
     model_drift_tolerance: float = Field(default=0.05, ge=0, description="Relative drop of prod's metric on a "
                                          "labelled batch vs its hold-out metric that counts as drift.")
-    cooldown_minutes: float = Field(default=60.0, ge=0, description="After a retraining request, drift "
-                                    "events within this time start no other one.")
+    cooldown_unit: Literal["batches", "event_time", "wall_clock"] = Field(
+        default="batches", description="What the cool-down after a retraining request is measured in: "
+        "batches of the stream (default), the stream's event time, or wall-clock minutes (a live deployment "
+        "where batches arrive in real time). Batches and event time plan the same runs at any replay speed.")
+    cooldown_batches: int | None = Field(
+        default=None, ge=0, description="cooldown_unit batches: drift events of this many newer batches (event "
+        "time) after a request start no other one. Unset (default): the cool-down lasts until the newer "
+        "batches hold as many labelled rows as a model trained now is judged on (its hold-out: "
+        "`training.holdout_share` of the labelled rows, or `training.holdout_min_rows`) against the one it "
+        "would replace; retraining before that replaces a model nobody could judge yet.")
+    cooldown_event_time: str | None = Field(
+        default=None, description="cooldown_unit event_time: a pandas Timedelta ('14D', '6h'): a drifted "
+        "batch ending less than this after the requesting batch starts no retraining. Required for that unit.")
+    cooldown_minutes: float = Field(default=60.0, ge=0, description="cooldown_unit wall_clock: after a "
+                                    "retraining request, drift events within this many minutes start no "
+                                    "other one (longer than one retraining run).")
     refresh_when_stable: bool = Field(default=True, description="A batch without drift requests an "
                                       "incremental refresh of prod (when enough new rows arrived).")
     sensor_poll_seconds: int = Field(default=30, ge=1)
@@ -336,6 +374,14 @@ class DriftConfig(_Strict):
     @property
     def effect_threshold(self) -> float:
         return self.min_effect if self.min_effect is not None else EFFECT_DEFAULTS[self.effect]
+
+    @model_validator(mode="after")
+    def _stream_durations_valid(self) -> DriftConfig:
+        if self.cooldown_unit == "event_time" and self.cooldown_event_time is None:
+            raise ValueError("drift.cooldown_unit is event_time: set drift.cooldown_event_time (e.g. '14D')")
+        for name in ("cooldown_event_time", "persistence_event_time"):
+            _check_timedelta(f"drift.{name}", getattr(self, name))
+        return self
 
 
 class EventLogConfig(_Strict):

@@ -35,6 +35,14 @@ def drift_metadata(result: DriftResult, table_uri: str) -> dict[str, dg.Metadata
         **({"model_metric_current": dg.MetadataValue.float(float(v["model_metric_current"])),
             "model_drop": dg.MetadataValue.float(float(v["model_drop"]))}
            if v.get("model_metric_current") is not None else {}),
+        # which metric judged prod (the sort metric, or one defined on the batch) and why
+        "model_metric": str(v.get("model_metric") or ""),
+        "model_metric_note": str(v.get("model_metric_note") or ""),
+        "calendar_not_voting": dg.MetadataValue.json(v.get("calendar_not_voting") or {}),
+        # the stream's clock and what the batch can judge a model on: drift_sensor's cool-down
+        "labelled_rows": dg.MetadataValue.int(int(v.get("labelled_rows") or 0)),
+        **({"batch_end": dg.MetadataValue.timestamp(float(v["batch_end"]))} if v.get("batch_end") is not None
+           else {}),
         "top_features": dg.MetadataValue.json(result.top_features()),
         "reason": v["reason"],
         "per_feature": dg.MetadataValue.md(_markdown(result.features[SHOWN])),

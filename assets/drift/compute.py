@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,15 +24,18 @@ import pandas as pd
 
 from assets.drift.stats import (
     FeatureDrift,
+    calendar_not_voting,
     categorical_drift,
     drifted_share,
     flag_features,
     metric_drop,
     numeric_drift,
     persistent,
+    persistent_for,
 )
 from assets.training.data import time_ordered
 from assets.training.evaluation import higher_is_better, metrics_of
+from assets.training.staging import comparable_metric
 from config.schema import BATCH_ID_PATTERN, DriftConfig, PipelineConfig
 from features import FeatureSpec
 from lake.delta import Lake
@@ -44,6 +48,7 @@ from lake.tables import (
     DRIFT_PREDICTION_ROW,
     DRIFT_SCHEMA,
     DRIFT_TARGET_ROW,
+    EVENT_TIME_COLUMN,
     FEATURES,
 )
 from serving.model_io import class_labels, model_frame, model_outputs
@@ -102,17 +107,30 @@ def reference_frame(lake: Lake, prod_row: dict, target: str, max_rows: int) -> t
     return frame.reset_index(drop=True), version
 
 
-def drift_columns(spec: FeatureSpec, cfg: DriftConfig) -> tuple[list[str], list[str], list[str]]:
-    """Numeric, categorical and text inputs of the model that are tested (minus the excluded ones)."""
-    skip = set(cfg.exclude_columns)
+def drift_columns(spec: FeatureSpec, cfg: DriftConfig,
+                  not_voting: Collection[str] = ()) -> tuple[list[str], list[str], list[str]]:
+    """Numeric, categorical and text inputs of the model that are tested: minus the excluded ones
+    and the calendar features the batching sets (``not_voting``, see :func:`calendar_exclusions`)."""
+    skip = set(cfg.exclude_columns) | set(not_voting)
     numeric = [c for c in (*spec.time_features, *spec.numeric) if c not in skip]
     return numeric, [c for c in spec.categorical if c not in skip], [c for c in spec.text if c not in skip]
 
 
+def calendar_exclusions(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpec,
+                        cfg: DriftConfig) -> dict[str, str]:
+    """The model's calendar features that do not vote on this batch, with why: the batch or the
+    reference spans fewer than ``cfg.calendar_min_cycles`` of the feature's period."""
+    def span(frame: pd.DataFrame) -> pd.Timedelta:
+        times = pd.to_datetime(frame[EVENT_TIME_COLUMN], utc=True) if len(frame) else pd.Series([], dtype=object)
+        return (times.max() - times.min()) if len(times) else pd.Timedelta(0)
+
+    return calendar_not_voting(spec.time_features, span(reference), span(current), cfg.calendar_min_cycles)
+
+
 def feature_drifts(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpec,
-                   cfg: DriftConfig) -> list[FeatureDrift]:
+                   cfg: DriftConfig, not_voting: Collection[str] = ()) -> list[FeatureDrift]:
     """Statistics of every tested input column."""
-    numeric, categorical, text = drift_columns(spec, cfg)
+    numeric, categorical, text = drift_columns(spec, cfg, not_voting)
     out = [numeric_drift(c, reference[c].to_numpy(dtype=float, na_value=np.nan),
                          current[c].to_numpy(dtype=float, na_value=np.nan), bins=cfg.bins, epsilon=cfg.epsilon)
            for c in numeric]
@@ -181,29 +199,42 @@ def importance_of(prod_row: dict) -> dict[str, float]:
 
 def model_drift(model: Any, prod_row: dict, current: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, *,
                 outputs: tuple[np.ndarray, np.ndarray | None]) -> dict[str, Any]:
-    """Prod's metric on the labelled rows of the batch against its hold-out metric at registration;
+    """Prod's metric on the labelled rows of the batch against its hold-out metric at registration:
+    the sort metric, or a metric defined on the batch when that one is not (see
+    :func:`assets.training.staging.comparable_metric`; ``model_metric`` names the one used,
+    ``model_metric_note`` says why).
     ``outputs``: prod's :func:`model_outputs` on the whole batch (scored once for this and for
     the prediction-drift row)."""
     metric = cfg.sort_metric
     labelled = current[spec.target].notna().to_numpy()
-    reference = json.loads(prod_row["holdout_metrics"]).get(metric)
-    out: dict[str, Any] = {"model_metric": metric, "model_metric_reference": reference,
-                           "model_metric_current": None, "model_drop": None, "model_drifted": False}
-    if reference is None or labelled.sum() < cfg.drift.min_current_rows:
-        return out
+    holdout = json.loads(prod_row["holdout_metrics"])
+    out: dict[str, Any] = {"model_metric": metric, "model_metric_reference": holdout.get(metric),
+                           "model_metric_current": None, "model_drop": None, "model_drifted": False,
+                           "model_metric_note": ""}
+    if labelled.sum() < cfg.drift.min_current_rows:
+        return {**out, "model_metric_note": f"{int(labelled.sum())} labelled rows, fewer than "
+                f"drift.min_current_rows {cfg.drift.min_current_rows}: prod's metric not computed"}
     pred, proba = outputs
     y = model_frame(current[labelled], spec)[spec.target]
     labels = class_labels(model) if spec.task == "classification" else None
-    value = metrics_of(y, pred[labelled], None if proba is None else proba[labelled], labels, spec.task).get(metric)
-    if value is None:  # e.g. AUC on a batch with one class only
-        return out
-    drop = metric_drop(value, reference, higher_is_better(metric))
-    return {**out, "model_metric_current": value, "model_drop": drop,
-            "model_drifted": drop > cfg.drift.model_drift_tolerance}
+    values = metrics_of(y, pred[labelled], None if proba is None else proba[labelled], labels, spec.task)
+    chosen, note = comparable_metric([values, holdout], metric, spec.task)
+    if chosen is None:
+        return {**out, "model_metric_note": note}
+    drop = metric_drop(values[chosen], holdout[chosen], higher_is_better(chosen))
+    return {"model_metric": chosen, "model_metric_reference": holdout[chosen],
+            "model_metric_current": values[chosen], "model_drop": drop,
+            "model_drifted": drop > cfg.drift.model_drift_tolerance, "model_metric_note": note}
 
 
 def previous_verdicts(lake: Lake, batch_id: str, prod_version: int) -> list[bool]:
     """Verdicts of the batches before ``batch_id`` (event-time order) against the same prod version."""
+    return [drifted for drifted, _ in previous_verdict_times(lake, batch_id, prod_version)]
+
+
+def previous_verdict_times(lake: Lake, batch_id: str, prod_version: int) -> list[tuple[bool, pd.Timestamp]]:
+    """(verdict, first event time) of the batches before ``batch_id`` (event-time order) against
+    the same prod version."""
     if not lake.exists(DRIFT):
         return []
     rows = lake.read(DRIFT, where=f"feature = '{DRIFT_BATCH_ROW}' AND prod_version = {int(prod_version)}",
@@ -216,7 +247,7 @@ def previous_verdicts(lake: Lake, batch_id: str, prod_version: int) -> list[bool
     ordered = rows.merge(starts, on="batch_id", how="left").sort_values("time_min")
     if len(mine):
         ordered = ordered[ordered["time_min"] < mine.iloc[0]]
-    return ordered["drifted"].astype(bool).tolist()
+    return list(zip(ordered["drifted"].astype(bool), pd.to_datetime(ordered["time_min"], utc=True), strict=True))
 
 
 def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batch_id: str,
@@ -235,7 +266,8 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
     reference, ref_version = reference_frame(lake, prod_row, spec.target, dcfg.reference_max_rows)
     current = time_ordered(lake.read_batch(FEATURES, batch_id))
 
-    drifts = feature_drifts(reference, current, spec, dcfg)
+    not_voting = calendar_exclusions(reference, current, spec, dcfg)
+    drifts = feature_drifts(reference, current, spec, dcfg, not_voting)
     flags = flag_features(drifts, alpha=dcfg.alpha, correction=dcfg.correction, effect=dcfg.effect,
                           min_effect=dcfg.effect_threshold, min_rows=dcfg.min_current_rows)
     importance = importance_of(prod_row)
@@ -266,15 +298,23 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
             else {"model_drifted": False})
     data_drifted = bool(len(current) >= dcfg.min_current_rows and share >= dcfg.share_threshold)
     drifted = data_drifted or bool(perf["model_drifted"])
-    history = [*previous_verdicts(lake, batch_id, aliases["prod"]), drifted]
+    times = pd.to_datetime(current[EVENT_TIME_COLUMN], utc=True) if len(current) else None
+    timed = [*previous_verdict_times(lake, batch_id, aliases["prod"]),
+             (drifted, times.min() if times is not None else pd.NaT)]
+    history = [d for d, _ in timed]
     consecutive = trailing_true(history)
-    requested = drifted and persistent(history, dcfg.persistence_batches)
+    if dcfg.persistence_event_time is not None and times is not None:
+        # persistence on the stream's clock: the drifted run must span this much event time
+        requested = drifted and persistent_for(timed, times.max(), pd.Timedelta(dcfg.persistence_event_time))
+    else:
+        requested = drifted and persistent(history, dcfg.persistence_batches)
     verdict = {"drifted": drifted, "data_drifted": data_drifted, "drifted_share": share,
                "consecutive_drifted": consecutive, "retrain_requested": requested,
                "reason": _reason(flags, share, perf, data_drifted=data_drifted, consecutive=consecutive,
-                                 requested=requested, cfg=dcfg),
+                                 requested=requested, cfg=dcfg, not_voting=not_voting),
                **{k: perf.get(k) for k in ("model_metric", "model_metric_current", "model_metric_reference",
-                                           "model_drop", "model_drifted")}}
+                                           "model_drop", "model_drifted", "model_metric_note")},
+               "calendar_not_voting": not_voting, **stream_position(current, spec.target)}
 
     now = datetime.now(UTC)
     common = {"batch_id": batch_id, "prod_version": aliases["prod"], "reference_features_version": ref_version,
@@ -317,20 +357,34 @@ def _typed(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def stream_position(batch: pd.DataFrame, target: str) -> dict[str, Any]:
+    """Where the batch is on the stream's own clock and what it can judge a model on: its last
+    event time (epoch seconds) and its labelled rows, which ``drift_sensor``'s cool-down counts."""
+    times = pd.to_datetime(batch[EVENT_TIME_COLUMN], utc=True) if len(batch) else None
+    return {"batch_end": float(times.max().timestamp()) if times is not None else None,
+            "labelled_rows": int(batch[target].notna().sum()) if len(batch) else 0}
+
+
 def _reason(flags: pd.DataFrame, share: float, perf: dict, *, data_drifted: bool, consecutive: int,
-            requested: bool, cfg: DriftConfig) -> str:
+            requested: bool, cfg: DriftConfig, not_voting: dict[str, str]) -> str:
     drifted = flags[flags["drifted"]].sort_values("effect", ascending=False)["feature"].tolist() \
         if len(flags) else []
     parts = [f"{len(drifted)}/{len(flags)} features drifted (share {share:.2f}, threshold {cfg.share_threshold})"
              + (f": {', '.join(drifted[:5])}" if drifted else "")]
+    if not_voting:
+        parts.append("not voting (set by the batching): " + ", ".join(f"{k}: {v}" for k, v in not_voting.items()))
+    if perf.get("model_metric_note"):
+        parts.append(perf["model_metric_note"])
     if perf.get("model_drop") is not None:
         drop = perf["model_drop"]
         parts.append(f"prod's {perf['model_metric']} on this batch {perf['model_metric_current']:.4f} vs "
                      f"{perf['model_metric_reference']:.4f} on its hold-out ({'worse' if drop > 0 else 'better'} "
                      f"by {abs(drop):.1%}; drift when worse by more than {cfg.model_drift_tolerance:.0%})")
     if data_drifted or perf.get("model_drifted"):
+        waits = (f"drift lasting {cfg.persistence_event_time} of event time" if cfg.persistence_event_time
+                 else f"{cfg.persistence_batches} in a row")
         parts.append(f"drifted {consecutive} batch(es) in a row; " + (
-            "retraining requested" if requested else f"retraining waits for {cfg.persistence_batches} in a row"))
+            "retraining requested" if requested else f"retraining waits for {waits}"))
     else:
         parts.append("no drift")
     return "; ".join(parts)
@@ -346,8 +400,9 @@ def retrain_requests(lake: Lake, batch_ids: list[str], prod_version: int | None)
     return [b for b in batch_ids if b in set(wanted["batch_id"])]
 
 
-def stored_result(lake: Lake, batch_id: str) -> DriftResult | None:
-    """The drift rows of a batch as last written (None if the batch was never compared)."""
+def stored_result(lake: Lake, batch_id: str, target: str | None = None) -> DriftResult | None:
+    """The drift rows of a batch as last written (None if the batch was never compared); with
+    ``target``, the verdict also holds the batch's :func:`stream_position` (from `features`)."""
     if not lake.exists(DRIFT):
         return None
     rows = lake.read_batch(DRIFT, batch_id, column="batch_id")
@@ -358,4 +413,6 @@ def stored_result(lake: Lake, batch_id: str) -> DriftResult | None:
                for k in ("drifted", "data_drifted", "drifted_share", "consecutive_drifted", "retrain_requested",
                          "reason", "model_metric", "model_metric_current", "model_metric_reference", "model_drop",
                          "model_drifted")}
+    if target is not None:
+        verdict.update(stream_position(lake.read_batch(FEATURES, batch_id), target))
     return DriftResult(batch_id, int(batch["prod_version"]), rows, verdict, lake.version(DRIFT))

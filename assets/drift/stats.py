@@ -273,7 +273,62 @@ def persistent(history: Sequence[bool], k: int) -> bool:
     return len(history) >= k and all(history[-k:])
 
 
+def persistent_for(history: Sequence[tuple[bool, pd.Timestamp]], current_end: pd.Timestamp,
+                   duration: pd.Timedelta) -> bool:
+    """True when the trailing run of drifted batches (``history``: (drifted, batch start) oldest
+    first, the current batch last) spans at least ``duration`` of event time, from the start of
+    its first batch to ``current_end``, the current batch's last event time."""
+    if not history or not history[-1][0]:
+        return False
+    start = history[-1][1]
+    for drifted, batch_start in reversed(history):
+        if not drifted:
+            break
+        start = batch_start
+    return bool(current_end - start >= duration)
+
+
 def metric_drop(current: float, reference: float, higher_is_better: bool) -> float:
     """Relative deterioration of a metric (positive = worse), e.g. AUC 0.70 -> 0.63 is 0.10."""
     scale = abs(reference) if reference else 1.0
     return float((reference - current) / scale if higher_is_better else (current - reference) / scale)
+
+
+# ---- calendar features and the batching -----------------------------------------------------
+# The cycle of each calendar feature (features.time_features): a sample shorter than a few of
+# these covers only some positions of the cycle, chosen by where the batch starts and ends.
+CALENDAR_PERIODS: dict[str, pd.Timedelta] = {
+    "hour": pd.Timedelta(days=1),
+    "day_of_week": pd.Timedelta(days=7),
+    "is_weekend": pd.Timedelta(days=7),
+    "day_of_month": pd.Timedelta(days=365.25 / 12),
+    "month": pd.Timedelta(days=365.25),
+    "day_of_year": pd.Timedelta(days=365.25),
+}
+
+
+def calendar_not_voting(names: Sequence[str], reference_span: pd.Timedelta, current_span: pd.Timedelta,
+                        min_cycles: float) -> dict[str, str]:
+    """Calendar features whose distribution the batching sets, with why: the batch or the
+    reference spans fewer than ``min_cycles`` of the feature's period (``CALENDAR_PERIODS``).
+
+    A monthly batch holds one value of ``month`` whatever the data do; a two-day batch holds two
+    values of ``day_of_week``. Testing them measures where the batch was cut, not the stream.
+    """
+    out: dict[str, str] = {}
+    if min_cycles <= 0:
+        return out
+    for name in names:
+        period = CALENDAR_PERIODS.get(name)
+        if period is None:
+            raise KeyError(f"calendar feature {name!r} has no period in CALENDAR_PERIODS")
+        cycles = min(reference_span / period, current_span / period)
+        if cycles < min_cycles:
+            which = "batch" if current_span <= reference_span else "reference"
+            out[name] = f"the {which} spans {cycles:.2f} of its {_period_text(period)} period (< {min_cycles:g})"
+    return out
+
+
+def _period_text(period: pd.Timedelta) -> str:
+    days = period / pd.Timedelta(days=1)
+    return f"{days:g}-day" if days < 28 else ("month" if days < 32 else "year")

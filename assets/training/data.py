@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from config.schema import PipelineConfig, TrainingConfig
-from lake.tables import BATCH_COLUMN, EVENT_TIME_COLUMN
+from lake.delta import Lake
+from lake.tables import BATCH_COLUMN, EVENT_TIME_COLUMN, FEATURES
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,17 @@ def holdout_rows_needed(labelled_rows: int, t: TrainingConfig) -> int:
     """How many labelled rows the hold-out must hold: ``holdout_min_rows`` when set, else
     ``holdout_share`` of the ``labelled_rows`` available (rounded up, at least one)."""
     return t.holdout_min_rows or max(1, math.ceil(t.holdout_share * labelled_rows))
+
+
+def judge_rows(lake: Lake, cfg: PipelineConfig) -> int:
+    """Labelled rows a model trained now would be judged on: ``holdout_min_rows`` when set, else
+    :func:`holdout_rows_needed` of the labelled rows of `features` (drift_sensor's default cool-down:
+    a retraining is not requested again before that much new evidence arrived)."""
+    if cfg.training.holdout_min_rows:
+        return cfg.training.holdout_min_rows
+    target = cfg.dataset.target
+    labelled = lake.read(FEATURES, columns=[target], missing_ok=True)
+    return holdout_rows_needed(int(labelled[target].notna().sum()) if len(labelled) else 0, cfg.training)
 
 
 def hold_out_latest(order: list[str], sizes: pd.Series, needed: int, keep: int = 0) -> list[str]:

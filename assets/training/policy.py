@@ -3,6 +3,9 @@
 No prod model and enough batches -> full AutoML retraining; a batch whose drift verdict requests
 retraining -> full AutoML retraining; a prod model and enough new labelled rows since its data
 -> incremental refresh; otherwise nothing. ``drift_sensor`` applies the same rules in the daemon.
+Whichever runs, its candidate takes ``staging`` only if it beats the staging model already there on
+the same rows (:mod:`assets.training.staging`), so a refresh of a stale prod cannot silently
+replace a drift retraining's staging model.
 """
 
 from __future__ import annotations
@@ -39,4 +42,7 @@ def training_action(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig,
         return "full", str(exc)
     if data is None:
         return None, f"fewer new labelled rows since prod's data than {refresh_rule(cfg)}"
-    return "refresh", "new labelled batches since prod's data and no drift flagged"
+    why = "new labelled batches since prod's data and no drift flagged"
+    if "staging" in aliases:
+        why += (f"; staging v{aliases['staging']} is replaced only if the refresh beats it on the same rows")
+    return "refresh", why

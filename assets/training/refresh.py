@@ -29,6 +29,7 @@ from assets.training.evaluation import evaluate, gate_decision, naive_metrics
 from assets.training.registration import input_schema, library_versions, register_model
 from assets.training.retrain import RetrainOutcome
 from assets.training.search import params_of, run_search
+from assets.training.staging import staging_comparison
 from config import config_hash
 from config.schema import PipelineConfig
 from lake.delta import Lake
@@ -105,8 +106,9 @@ def refit_incrementally(model: Any, family: str, frame: pd.DataFrame, served: Se
 
 def refresh(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: str,
             progress: Any = None) -> RetrainOutcome | None:
-    """Refresh prod on the new batches; register the result as ``staging`` if it passes the gate.
-    None when there is nothing to refresh yet."""
+    """Refresh prod on the new batches; register the result as ``staging`` if it passes the gate
+    and beats the current staging model, if any, on the same rows (else it is registered without
+    an alias and its gate says why). None when there is nothing to refresh yet."""
     say = progress or log.info
     aliases = registry.aliases()
     if "prod" not in aliases:
@@ -147,6 +149,12 @@ def refresh(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
     say(f"refresh ({how}): hold-out {metrics}; gate: {gate['reason']}")
     if not gate["passed"]:
         return outcome
+    # a drift retraining's staging model is not replaced by a refresh of the prod it was meant to
+    # replace unless the refresh beats it on rows neither trained on
+    comparison = staging_comparison(registry, model, spec, data.holdout, cfg.sort_metric)
+    if comparison is not None:
+        gate["staging_comparison"] = comparison
+        say(comparison["reason"])
     version = register_model(registry, model, data.holdout, spec, {
         "task": spec.task, "metric": cfg.sort_metric, "training_batches": data.train_batches,
         "holdout_batches": data.holdout_batches, "features_version": features_version,
@@ -154,8 +162,13 @@ def refresh(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
         "input_schema": {**input_schema(data.train, spec), "spec": served.schema["spec"]}, "run_id": run_id,
         "role": "candidate", "algorithm": outcome.algorithm, "model_id": family, "variant": outcome.variant,
         "hyperparameters": params_of(model), "cv_metrics": cv, "holdout_metrics": metrics, "gate": gate})
-    outcome.version, outcome.alias = version, "staging"
-    outcome.aliases = registry.set_aliases([AliasChange("staging", version)], actor=f"refresh:{run_id}",
-                                           reason=f"refresh of v{prod_row['version']} ({how}) passed the gate")
+    outcome.version = version
+    if comparison is not None and not comparison["replace"]:
+        say(f"registered refreshed version {version} without an alias: {comparison['reason']}")
+        return outcome
+    outcome.alias = "staging"
+    why = f"refresh of v{prod_row['version']} ({how}) passed the gate" + (
+        f"; {comparison['reason']}" if comparison else "")
+    outcome.aliases = registry.set_aliases([AliasChange("staging", version)], actor=f"refresh:{run_id}", reason=why)
     say(f"registered refreshed version {version} as staging")
     return outcome

@@ -14,6 +14,7 @@ from assets.training.evaluation import evaluate, gate_decision, naive_metrics
 from assets.training.fallback import FALLBACK_MODEL_ID, fit_fallback
 from assets.training.registration import input_schema, library_versions, register_model
 from assets.training.search import params_of, run_search
+from assets.training.staging import staging_comparison
 from config import config_hash
 from config.schema import PipelineConfig
 from features import FeatureSpec
@@ -48,7 +49,9 @@ class RetrainOutcome:
 def retrain(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: str,
             progress: Any = None) -> RetrainOutcome:
     """Train candidates on the configured window, evaluate on the hold-out and register the
-    winner if it passes the gate: as ``prod`` when there is none yet, else as ``staging``."""
+    winner if it passes the gate: as ``prod`` when there is none yet, else as ``staging`` unless a
+    staging model beats it on the same rows (:func:`assets.training.staging.staging_comparison`;
+    then it is registered without an alias and its gate says why)."""
     say = progress or log.info
     spec = FeatureSpec.from_contract(require_contract(lake), cfg)
     features_version = lake.version(FEATURES)
@@ -81,15 +84,27 @@ def retrain(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
               "training_rows": len(data.train), "config_hash": config_hash(cfg),
               "library_versions": library_versions(), "input_schema": input_schema(data.train, spec),
               "run_id": run_id}
+    # staging may hold a model made earlier (a drift retraining, a refresh): it is replaced only by
+    # a candidate that beats it on rows neither trained on; the comparison goes into the gate
+    comparison = (staging_comparison(registry, search.pipeline, spec, data.holdout, cfg.sort_metric)
+                  if "prod" in current else None)
+    if comparison is not None:
+        gate["staging_comparison"] = comparison
+        say(comparison["reason"])
     version = register_model(registry, search.pipeline, data.holdout, spec, {
         **common, "role": "candidate", "algorithm": search.algorithm, "model_id": search.model_id,
         "variant": search.variant, "hyperparameters": params_of(search.pipeline), "cv_metrics": search.cv_metrics,
         "holdout_metrics": holdout, "gate": gate})
-    alias = "staging" if "prod" in current else "prod"
-    outcome.version, outcome.alias = version, alias
-    outcome.aliases = registry.set_aliases([AliasChange(alias, version)], actor=f"retrain_job:{run_id}",
-                                           reason=f"passed the gate: {gate['reason']}")
-    say(f"registered version {version} as {alias}")
+    outcome.version = version
+    if comparison is not None and not comparison["replace"]:
+        say(f"registered version {version} without an alias: {comparison['reason']}")
+    else:
+        alias = "staging" if "prod" in current else "prod"
+        outcome.alias = alias
+        why = f"passed the gate: {gate['reason']}" + (f"; {comparison['reason']}" if comparison else "")
+        outcome.aliases = registry.set_aliases([AliasChange(alias, version)], actor=f"retrain_job:{run_id}",
+                                               reason=why)
+        say(f"registered version {version} as {alias}")
     outcome.fallback_version = _refresh_fallback(registry, data, spec, cfg, common=common, run_id=run_id, say=say)
     outcome.aliases = registry.aliases()
     return outcome

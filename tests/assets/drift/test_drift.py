@@ -17,12 +17,14 @@ import pytest
 
 from assets.drift.compute import retrain_requests, trailing_true
 from assets.training.policy import training_action
+from config.schema import DriftConfig
 from lake.registry import ModelRegistry
 from lake.tables import DRIFT, DRIFT_BATCH_ROW, DRIFT_PREDICTION_ROW, DRIFT_TARGET_ROW, FEATURES
 from sensors.drift import DriftCursor, DriftEvent, plan_drift_requests
 from tests.conftest import make_source, write_config
 from tests.support.pipeline import Pipeline
 
+JUDGE_ROWS = 200  # FAST_TRAINING's holdout_min_rows
 FAST_TRAINING = {"models": ["lr", "dt"], "folds": 2, "budget_time_minutes": 0.5, "tune_top": 0,
                  "holdout_min_rows": 200, "refresh_min_rows": 250, "gate": {"min_score": 0.55, "tolerance": 0.05}}
 
@@ -39,7 +41,7 @@ def drifting_source(n: int = 1200, shifted_rows: int = 300, seed: int = 0) -> pd
 
 def drift_pipeline(folder: Path, override: dict | None = None) -> Pipeline:
     """Batches 1-3 ingested, prod trained on 1-2 (hold-out 3); batch 4 (the shift) not yet emitted."""
-    cfg = {"training": FAST_TRAINING, "drift": {"cooldown_minutes": 30}, **(override or {})}
+    cfg = {"training": FAST_TRAINING, **(override or {})}
     pipe = Pipeline(folder, config_path=write_config(folder / "cfg", cfg, drifting_source()))
     for _ in range(3):
         assert pipe.emit_and_run().success
@@ -86,11 +88,18 @@ def test_the_shifted_batch_drifts_and_its_check_fails(drifted: Pipeline) -> None
     assert {DRIFT_PREDICTION_ROW, DRIFT_TARGET_ROW} <= set(rows.index)
     assert rows.loc[DRIFT_PREDICTION_ROW, "drifted"]  # warmer days -> the model predicts churn more often
     tested = rows[~rows.index.str.startswith("__")]
-    assert sorted(tested.index) == sorted(["hour", "day_of_week", "is_weekend", "temp", "amount", "visits",
-                                           "city", "plan"])
+    # a batch of 300 hourly rows spans 12.5 days: under 2 weeks, so day_of_week / is_weekend are set
+    # by the batching and do not vote (drift.calendar_min_cycles); hour (12 whole days) does
+    assert sorted(tested.index) == sorted(["hour", "temp", "amount", "visits", "city", "plan"])
     assert sorted(tested.index[tested["drifted"].astype(bool)]) == ["city", "temp"]
     batch = rows.loc[DRIFT_BATCH_ROW]
-    assert batch["drifted_share"] == pytest.approx(2 / 8) and batch["n_current"] == 300
+    assert batch["drifted_share"] == pytest.approx(2 / 6) and batch["n_current"] == 300
+    assert "not voting (set by the batching): day_of_week: the batch spans 1.78 of its 7-day period" \
+        in batch["reason"]
+    assert meta["calendar_not_voting"].keys() == {"day_of_week", "is_weekend"}
+    assert meta["labelled_rows"] == 300
+    assert meta["batch_end"] == pd.Timestamp(drifted.lake.read_batch(FEATURES, "batch_00004")["event_time"].max()
+                                             ).timestamp()
 
 
 @pytest.mark.slow
@@ -139,7 +148,7 @@ def test_drift_sensor_requests_one_full_retraining_per_drift_event(drifted: Pipe
     assert drifted.defs.resolve_job_def("drift_job").execute_in_process(
         partition_key="batch_00004", instance=drifted.instance).success
     rechecked = _sensor_eval(drifted, first.cursor)
-    assert rechecked.run_requests == []  # inside the cool-down; the run key would dedupe it too
+    assert rechecked.run_requests == []  # a re-check brings no new rows: inside the cool-down
     cursor = DriftCursor.parse(rechecked.cursor)
     assert cursor.after_storage_id > DriftCursor.parse(first.cursor).after_storage_id
 
@@ -150,47 +159,43 @@ def _event(storage_id: int, batch: str, *, drifted: bool, requested: bool | None
                       drifted_share=0.5 if drifted else 0.0, top_features=["temp"] if drifted else [])
 
 
-@pytest.mark.slow
-def test_cooldown_turns_a_storm_of_drifted_batches_into_one_retraining(drifted: Pipeline) -> None:
-    cfg = drifted.cfg.drift  # cool-down 30 min
+def test_wall_clock_cooldown_turns_a_storm_of_drifted_batches_into_one_retraining() -> None:
+    cfg = DriftConfig(cooldown_unit="wall_clock", cooldown_minutes=30)  # a live deployment
     now = 1_000_000.0
     storm = [_event(i, f"b{i}", drifted=True) for i in range(1, 6)]
-    planned, cursor, skipped = plan_drift_requests(storm, DriftCursor(), cfg, now)
+    planned, cursor, skipped = plan_drift_requests(storm, DriftCursor(), cfg, now, JUDGE_ROWS)
     assert [(p.mode, p.run_key) for p in planned] == [("full", "drift-3-b1")]
     assert len(skipped) == 4 and all("cool-down" in s for s in skipped)
-    assert cursor.after_storage_id == 5 and cursor.last_full_at == now
+    assert cursor.after_storage_id == 5 and cursor.last_full.at == now
 
-    later = plan_drift_requests([_event(6, "b6", drifted=True)], cursor, cfg, now + 29 * 60)[0]
+    later = plan_drift_requests([_event(6, "b6", drifted=True)], cursor, cfg, now + 29 * 60, JUDGE_ROWS)[0]
     assert later == []  # still inside the cool-down
-    after = plan_drift_requests([_event(7, "b7", drifted=True)], cursor, cfg, now + 31 * 60)[0]
+    after = plan_drift_requests([_event(7, "b7", drifted=True)], cursor, cfg, now + 31 * 60, JUDGE_ROWS)[0]
     assert [p.run_key for p in after] == ["drift-3-b7"]
 
 
-@pytest.mark.slow
-def test_not_drifted_goes_the_refresh_path_or_nowhere(drifted: Pipeline) -> None:
-    cfg = drifted.cfg.drift
+def test_not_drifted_goes_the_refresh_path_or_nowhere() -> None:
+    cfg = DriftConfig()
     calm = [_event(1, "b1", drifted=False)]
-    planned, _, _ = plan_drift_requests(calm, DriftCursor(), cfg, 0.0)
+    planned, _, _ = plan_drift_requests(calm, DriftCursor(), cfg, 0.0, JUDGE_ROWS)
     assert [(p.mode, p.run_key) for p in planned] == [("refresh", "refresh-3-b1")]
     assert planned[0].run_request().run_config["ops"]["candidate_models"]["config"]["mode"] == "refresh"
     no_refresh = cfg.model_copy(update={"refresh_when_stable": False})
-    assert plan_drift_requests(calm, DriftCursor(), no_refresh, 0.0)[0] == []
+    assert plan_drift_requests(calm, DriftCursor(), no_refresh, 0.0, JUDGE_ROWS)[0] == []
     # drifted, but not for enough batches in a row yet: nothing either
-    waiting = plan_drift_requests([_event(2, "b2", drifted=True, requested=False)], DriftCursor(), cfg, 0.0)
+    waiting = plan_drift_requests([_event(2, "b2", drifted=True, requested=False)], DriftCursor(), cfg, 0.0,
+                                  JUDGE_ROWS)
     assert waiting[0] == [] and "in a row" in waiting[2][0]
     uncompared = DriftEvent(3, "b3", 0.0, compared=False, reason="no prod model yet")
-    assert plan_drift_requests([uncompared], DriftCursor(), cfg, 0.0)[0] == []
+    assert plan_drift_requests([uncompared], DriftCursor(), cfg, 0.0, JUDGE_ROWS)[0] == []
     # run.py ingested it in process and applied the policy itself: the daemon must not act twice
     by_cli = DriftEvent(4, "b4", 0.0, compared=True, drifted=True, retrain_requested=True, prod_version=3,
                         trigger="run.py")
-    planned, cursor, skipped = plan_drift_requests([by_cli], DriftCursor(), cfg, 0.0)
+    planned, cursor, skipped = plan_drift_requests([by_cli], DriftCursor(), cfg, 0.0, JUDGE_ROWS)
     assert planned == [] and cursor.after_storage_id == 4 and "run.py" in skipped[0]
 
 
-def test_cursor_round_trip() -> None:
-    cursor = DriftCursor(after_storage_id=42, last_full_at=1.5, last_request_at=2.5)
-    assert DriftCursor.parse(cursor.dump()) == cursor
-    assert DriftCursor.parse(None) == DriftCursor()
+def test_trailing_true() -> None:
     assert trailing_true([True, False, True, True]) == 2 and trailing_true([]) == 0
 
 
@@ -209,6 +214,22 @@ def test_persistence_waits_for_k_drifted_batches(tmp_path: Path) -> None:
         partition_key="batch_00004", instance=pipe.instance).success
     again = _verdicts(pipe.lake).loc["batch_00004"]
     assert again["consecutive_drifted"] == 1 and not bool(again["retrain_requested"])
+
+
+@pytest.mark.slow
+def test_persistence_in_event_time(tmp_path: Path) -> None:
+    """With persistence_event_time 20D the shifted batch (12.5 days of hourly rows) is drifted but
+    requests nothing yet; the verdict says what it waits for."""
+    pipe = drift_pipeline(tmp_path, {"drift": {"persistence_event_time": "20D"}})
+    assert pipe.emit_and_run().success
+    verdict = _verdicts(pipe.lake).loc["batch_00004"]
+    assert bool(verdict["drifted"]) and not bool(verdict["retrain_requested"])
+    assert "retraining waits for drift lasting 20D of event time" in verdict["reason"]
+    shorter = pipe.cfg.model_copy(update={"drift": pipe.cfg.drift.model_copy(update={"persistence_event_time": "12D"})})
+    from assets.drift.compute import compute_drift
+
+    again = compute_drift(pipe.lake, ModelRegistry(pipe.lake, pipe.paths.artifacts), shorter, "batch_00004")
+    assert again.verdict["retrain_requested"] is True  # 300 hourly rows span 12 days 11 hours
 
 
 @pytest.mark.slow
@@ -274,7 +295,7 @@ def test_importance_weighting_uses_prods_importance_and_fails_loudly_without_it(
     weights = weights.where(weights > 0, floor)
     expected = float((weights * rows["drifted"].astype(float)).sum() / weights.sum())
     assert weighted.verdict["drifted_share"] == pytest.approx(expected)
-    assert weighted.verdict["drifted_share"] > 2 / 8  # temp leads prod's importance, so it weighs more
+    assert weighted.verdict["drifted_share"] > 2 / 6  # temp leads prod's importance, so it weighs more
     monkeypatch.setattr(drift_module, "importance_of", lambda row: {})
     with pytest.raises(LookupError, match="no permutation importance"):
         drift_module.compute_drift(drifted.lake, registry, cfg, "batch_00004")

@@ -53,6 +53,34 @@ def test_policy_then_fresh_small_automl_refresh_for_non_incremental_families(tmp
     assert gate["prod"] is not None  # compared with prod on the refresh hold-out
 
 
+def test_a_refresh_replaces_staging_only_when_it_beats_it_on_the_same_rows(tmp_path: Path) -> None:
+    """Issue 11, obs. 5: `-mode update`'s refresh replaced staging whatever staging was. Here the
+    second refresh of the same prod on the same rows is the same model as staging (fixed seeds): a
+    tie, so staging stays, and the new version is registered without an alias saying why. On the
+    starting commit the second refresh took `staging`."""
+    pipe = _pipe(tmp_path, ["lr"])
+    registry = ModelRegistry(pipe.lake, pipe.paths.artifacts)
+    for _ in range(3):
+        assert pipe.emit_and_run().success
+    _retrain(pipe, "full")  # prod v1 (batches 1-2, hold-out 3), fallback v2
+    for _ in range(2):
+        assert pipe.emit_and_run().success
+    _retrain(pipe, "refresh")
+    assert registry.aliases()["staging"] == 3
+    assert "staging_comparison" not in json.loads(registry.get(3)["gate"])  # nothing to compare with yet
+    assert "replaced only if the refresh beats it" in training_action(pipe.lake, registry, pipe.cfg)[1]
+
+    _retrain(pipe, "refresh")
+    aliases = registry.aliases()
+    assert aliases["staging"] == 3 and aliases["prod"] == 1
+    gate = json.loads(registry.get(4)["gate"])
+    comparison = gate["staging_comparison"]
+    assert comparison["staging_version"] == 3 and comparison["replace"] is False
+    assert comparison["batches"] == ["batch_00005"] and comparison["rows"] == 300
+    assert comparison["metric"] == "AUC" and comparison["candidate"] == pytest.approx(comparison["staging"])
+    assert comparison["reason"].endswith("so the candidate is kept out; staging v3 stays")
+
+
 def _trees(estimator) -> int:
     return len(estimator.estimators_) if hasattr(estimator, "estimators_") else estimator.booster_.num_trees()
 
