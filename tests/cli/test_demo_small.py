@@ -31,7 +31,7 @@ def test_demo_on_small_batches_plays_what_the_data_holds_and_exits_0(tmp_path: P
     assert "FEWER than the" in drawn and "the data holds no more" in drawn, drawn
     users = int(drawn.split()[0].replace(",", ""))
     assert 0 < users <= 1500
-    assert f"{users}/{users} answered" in out or "answered" in out
+    assert f"{users}/{users} answered" in out  # every drawn user (all have a time) was answered
     decision = next(line for line in out.splitlines() if line.strip().startswith("decision: "))
     assert decision.split()[1].rstrip(":") in {"PROMOTE", "ROLLBACK", "CONTINUE", "NONE"}, decision
     assert "fallback vs candidate:" in out  # the fallback's comparison is on the console too
