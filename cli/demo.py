@@ -7,18 +7,89 @@ retraining, play users against the router, analyse the A/B experiment and apply 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
+from dataclasses import dataclass
 
 from cli.environment import Lakehouse
 from cli.modes import start_router, write_summary
 from cli.reports import print_new_staging, print_summary, print_training_summary, report_results
 from cli.runner import BatchResult, analyse, apply, ingest_pending, run_retrain
+from config.schema import PipelineConfig
 from lake.paths import DataPaths
 
-# 24,000 users in /predict_batch calls of 50: enough labelled requests for the power calculation
-# at the default minimum detectable effect (about 8,700 per variant), in about a minute
-DEMO_USERS = 24_000
+# Rows per /predict_batch call of the demo's users (each row still its own request).
+DEMO_CALL_ROWS = 50
+
+
+@dataclass(frozen=True)
+class DemoSizing:
+    """How many users the demo's A/B stage asks the latest batches for, and why.
+
+    ``required_per_variant``: the power calculation's labelled requests per variant (the analysis'
+    own :func:`assets.ab.stats.required_sample_size`) with the per-request loss spread estimated from
+    prod's hold-out; ``users``: the users that put that many labelled requests in the smaller arm
+    (or in the shadow pairs); None when the spread cannot be known before traffic.
+    """
+
+    metric: str
+    required_per_variant: int | None
+    users: int | None
+    basis: str
+
+    def describe(self, drawn: int, available: int, batches: list[str]) -> str:
+        """What the demo plays against what the test needs, in one sentence."""
+        source = f"{drawn:,} users drawn from the latest {len(batches)} batch(es) ({available:,} rows)"
+        if self.users is None:
+            return f"{source}: every row they hold, since {self.basis}"
+        if drawn >= self.users:
+            return (f"{source}: the {self.users:,} the A/B test needs for {self.required_per_variant:,} labelled "
+                    f"requests per variant ({self.basis})")
+        return (f"{source}: FEWER than the {self.users:,} the A/B test needs for {self.required_per_variant:,} "
+                f"labelled requests per variant ({self.basis}); the data holds no more, so `continue` is the "
+                "expected decision")
+
+
+def demo_sizing(holdout: dict[str, float], cfg: PipelineConfig) -> DemoSizing:
+    """Users the A/B stage needs, from prod's hold-out metrics and the ``ab`` / ``router`` settings.
+
+    The spread of the per-request loss is estimated from the hold-out: accuracy loss is 0/1 with
+    sd sqrt(p (1 - p)); for absolute errors E[e] = MAE and E[e^2] = RMSE^2, so their sd is
+    sqrt(RMSE^2 - MAE^2) exactly; log loss has no such identity (None: play every row). The
+    labelled requests per variant then come from the analysis' power calculation (at least
+    ``ab.min_samples``), and the users from the smaller arm's share (``router.default_split_b``)
+    or, when the decision reads shadow pairs, from ``router.shadow_share``.
+    """
+    from assets.ab.analysis import metric_of
+    from assets.ab.stats import required_sample_size
+
+    ab, router = cfg.ab, cfg.router
+    metric = metric_of(cfg.dataset.task, ab)
+    sd, basis = None, f"the spread of the per-request {metric} is unknown before traffic"
+    if metric == "accuracy" and "Accuracy" in holdout:
+        p = holdout["Accuracy"]
+        sd = math.sqrt(p * (1 - p))
+        basis = f"loss sd {sd:.3f} from prod's hold-out accuracy {p:.3f}"
+    elif metric == "mae" and {"MAE", "RMSE"} <= set(holdout):
+        sd = math.sqrt(max(holdout["RMSE"] ** 2 - holdout["MAE"] ** 2, 0.0))
+        basis = f"absolute-error sd {sd:.4g} = sqrt(RMSE^2 - MAE^2) from prod's hold-out"
+    paired = ab.decision_basis == "paired"
+    if sd is None or sd == 0:
+        if sd == 0:
+            basis = "prod's hold-out loss has no spread (a perfect or constant model): no power calculation"
+        return DemoSizing(metric, None, None, basis)
+    # paired: the spread that matters is that of the differences; without traffic, sd * sqrt(2)
+    # (uncorrelated losses) is its upper bound
+    required = max(ab.min_samples, required_sample_size(ab.mde, sd * math.sqrt(2) if paired else sd, ab.alpha,
+                                                        ab.power, paired=paired))
+    share = router.shadow_share if paired else min(router.default_split_b, 1 - router.default_split_b)
+    if share <= 0:
+        return DemoSizing(metric, required, None, f"{basis}; no user reaches B (router.default_split_b "
+                          f"{router.default_split_b})")
+    basis += f", mde {ab.mde}, alpha {ab.alpha}, power {ab.power}, {share:.0%} of users in the smaller " \
+             + ("sample (shadow pairs)" if paired else "arm")
+    return DemoSizing(metric, required, math.ceil(required / share), basis)
 
 
 def reset_data_root(paths: DataPaths) -> None:
@@ -31,8 +102,9 @@ def reset_data_root(paths: DataPaths) -> None:
 
 
 def run_demo(paths: DataPaths, batches: int | None, initial: int) -> int:
-    """The loop on the default data: ingest the first batches, train prod, then stream the rest
-    with a drift check per batch; a drifted batch starts the retraining drift_sensor would."""
+    """The loop on the configured data: ingest the first batches, train prod, then stream the rest
+    with a drift check per batch (a drifted batch starts the retraining drift_sensor would), then
+    as many users as the latest batches hold against the router (sized by :func:`demo_sizing`)."""
     from assets.jobs import INGEST_JOB, RETRAIN_JOB
     from stream.emulator import StreamEmulator
 
@@ -60,10 +132,18 @@ def run_demo(paths: DataPaths, batches: int | None, initial: int) -> int:
     print(f"[4/7] drift: the other {len(plan) - first} batches arrive one by one; each is compared with the rows "
           f"prod was trained on, and drift_sensor's rules decide on retraining", flush=True)
     results += stream_with_drift(house, emulator, len(plan) - first)
-    print(f"[5/7] router: gunicorn on http://{cfg.router.host}:{cfg.router.port} ({cfg.router.workers} workers), "
-          f"{DEMO_USERS:,} users of the latest batch call /predict_batch, then /feedback with their true labels",
-          flush=True)
-    results.append(demo_router(house, users=DEMO_USERS, batch_size=50))
+    prod = house.registry.get(house.aliases()["prod"]) if "prod" in house.aliases() else None
+    if prod is None:
+        print("[5/7] router: skipped, no prod model (training did not register one): nothing to serve\n"
+              "[6/7] A/B analysis: skipped, no experiment without a model", flush=True)
+    else:
+        sizing = demo_sizing(json.loads(prod["holdout_metrics"]), cfg)
+        print(f"[5/7] router: gunicorn on http://{cfg.router.host}:{cfg.router.port} ({cfg.router.workers} "
+              f"workers); users of the latest batches call /predict_batch, then /feedback with their true labels",
+              flush=True)
+        # unknown need: every batch prod was not trained on (the traffic it has not seen)
+        skip = frozenset(json.loads(prod["training_batches"])) if sizing.users is None else frozenset()
+        results.append(demo_router(house, sizing, skip=skip, batch_size=DEMO_CALL_ROWS))
     write_summary(house)
     print(f"[7/7] done in {time.perf_counter() - started:.0f}s; aliases: {house.aliases()}; summary report: "
           f"{paths.reports / 'summary.html'}")
@@ -113,20 +193,23 @@ def stream_with_drift(house: Lakehouse, emulator, count: int) -> list[BatchResul
     return results
 
 
-def demo_router(house: Lakehouse, users: int = 400, batch_size: int = 1) -> BatchResult:
-    """Start the router, play ``users`` users of the latest full batch against it (predictions, then
-    their true labels as feedback), stop it; then ingest the request log, analyse the experiment
-    and apply a promote / rollback decision (promote_job), as ab_sensor would with auto-promotion."""
+def demo_router(house: Lakehouse, sizing: DemoSizing, *, skip: frozenset[str] = frozenset(),
+                batch_size: int = 1) -> BatchResult:
+    """Start the router, play the users ``sizing`` asks for (as many as the latest batches hold)
+    against it (predictions, then their true labels as feedback), stop it; then ingest the request
+    log, analyse the experiment and apply a promote / rollback decision (promote_job), as ab_sensor
+    would with auto-promotion. Too little data ends in the analysis' `continue`, never a crash."""
     from stream.traffic import simulate
 
     router = start_router(house)
     router.start()
     try:
-        summary = simulate(house.cfg, house.paths, router.url, users=users, batch_size=batch_size)
+        summary = simulate(house.cfg, house.paths, router.url, users=sizing.users, batch_size=batch_size, skip=skip)
     finally:
         router.stop()
+    print(f"  {sizing.describe(summary['users_drawn'], summary['pool_rows'], summary['pooled_batches'])}")
     _print_traffic(summary)
-    if not summary["answered"] == summary["sent"] == users:
+    if not summary["answered"] == summary["sent"] == summary["requests"]:
         return BatchResult("router", False, f"router: {summary}")
     print("[6/7] A/B analysis: ab_events (request log -> Delta) + ab_analysis (SRM, labels, mSPRT, decision)",
           flush=True)
@@ -141,9 +224,13 @@ def demo_router(house: Lakehouse, users: int = 400, batch_size: int = 1) -> Batc
             return applied.as_result(applied.job)
         print(f"  {applied.job} applied {meta['decision']}: aliases {house.aliases()}")
     else:
-        print("  nothing applied: the experiment keeps running (more traffic, or `run.py -mode promote "
-              "--reason ...` to decide by hand)")
+        print(f"  nothing applied ({meta['decision']}: {meta['reason']}): the experiment keeps running (more "
+              "traffic, or `run.py -mode promote --reason ...` to decide by hand)")
     return BatchResult("ab_analysis", True)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} ms"
 
 
 def _print_traffic(summary: dict) -> None:
@@ -154,7 +241,7 @@ def _print_traffic(summary: dict) -> None:
           + (f", B = staging v{summary['staging_version']}, {experiment['ab_split_b']:.0%} of users to B"
              if experiment else ""))
     print(f"  {summary['answered']}/{summary['sent']} answered, variants {summary['variants']}, models "
-          f"{summary['model_used']}, p50 {summary['p50_ms']:.0f} ms, p99 {summary['p99_ms']:.0f} ms, "
+          f"{summary['model_used']}, p50 {_ms(summary['p50_ms'])}, p99 {_ms(summary['p99_ms'])}, "
           f"errors {summary['errors'] or 'none'}; {summary['labels_sent']} labels sent to /feedback")
     if summary["example"]:
         print(f"  e.g. {json.dumps(summary['example'])}")

@@ -88,6 +88,11 @@ def print_training_summary(house: Lakehouse) -> None:
     print(f"  registered version {row['version']}: {row['algorithm']} ({row['model_id']}, variant {row['variant']}), "
           f"trained on {row['training_rows']} rows of {len(json.loads(row['training_batches']))} batches")
     print(f"  hold-out {json.loads(row['holdout_batches'])}: {holdout}")
+    versus = json.loads(row["gate"]).get("fallback") if isinstance(row["gate"], str) else None
+    if versus:
+        from assets.training.evaluation import fallback_note
+
+        print(f"  fallback vs candidate: {fallback_note(versus)}")
     print(f"  latency: {row['latency_single_ms']:.1f} ms per row, {row['latency_batch_ms']:.1f} ms per 1,000 rows; "
           f"artifact {row['artifact_bytes'] / 2**20:.1f} MiB, sha256 {row['sha256'][:12]}")
     fallback = versions[versions["role"] == "fallback"].sort_values("version")

@@ -134,7 +134,9 @@ class QualityConfig(_Strict):
 
     max_missing_share: float = Field(default=0.5, ge=0, le=1)
     max_missing_share_by_column: dict[str, float] = Field(default_factory=dict)
-    max_duplicate_share: float = Field(default=0.01, ge=0, le=1)
+    max_duplicate_share: float = Field(
+        default=0.01, ge=0, le=1, description="Limit of the share of rows repeating the duplicate key "
+        "(`cleaning.duplicate_keys`, by default the id column); not checked when there is no key.")
     ranges: dict[str, RangeSpec] = Field(default_factory=dict)
     max_out_of_range_share: float = Field(default=0.01, ge=0, le=1)
     max_unseen_category_share: float = Field(default=0.05, ge=0, le=1)
@@ -156,11 +158,28 @@ class CleaningConfig(_Strict):
 
     drop_missing_time: bool = True
     drop_missing_target: bool = True
-    drop_duplicates: bool = True
+    drop_duplicates: bool = Field(
+        default=True, description="Drop rows repeating the duplicate key (`duplicate_keys`) of a later row "
+        "of the same batch, keeping the last (the file is in time order: the latest version of a record). "
+        "Without a key nothing is dropped: identical rows of data without an id can be real, separate "
+        "events (two equal bookings), so the count of identical rows is reported instead.")
+    duplicate_keys: list[str] | Literal["all_columns"] | None = Field(
+        default=None, description="Columns that identify a record, for duplicate removal and the "
+        "`duplicates_within_limit` check; absent: `dataset.id_column` when set, else no key (no removal, "
+        "check not applicable). `all_columns` opts into exact-row duplicates (only for data whose rows "
+        "cannot legitimately repeat).")
     max_row_missing_share: float = Field(default=0.5, ge=0, le=1)
     out_of_range: Literal["clip", "drop", "null", "keep"] = "clip"
     normalize_categories: bool = Field(
         default=True, description="Trim whitespace and turn empty strings into missing values.")
+
+    @field_validator("duplicate_keys")
+    @classmethod
+    def _keys_given(cls, value: list[str] | str | None) -> list[str] | str | None:
+        if isinstance(value, list) and not value:
+            raise ValueError("an empty key list identifies nothing: name the key columns, `all_columns`, or "
+                             "leave it out (the id column, or no duplicate removal)")
+        return value
 
 
 class FeaturesConfig(_Strict):

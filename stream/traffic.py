@@ -134,23 +134,46 @@ def labels_of(rows: pd.DataFrame, target: str, task: str, user_ids: list[str]) -
             for u, v in zip(user_ids, encoded, strict=True) if not pd.isna(v)}
 
 
-def latest_rows(paths: DataPaths, count: int, seed: int = 0) -> pd.DataFrame:
-    """``count`` rows (fixed-seed sample) of the most recent archived batch file holding that many."""
-    files = [f for f in sorted(paths.archive.iterdir()) if f.is_file()] if paths.archive.exists() else []
+@dataclass(frozen=True)
+class UserPool:
+    """Rows of the latest archived batch files, pooled newest first, that users will send."""
+
+    rows: pd.DataFrame       # the rows drawn (fixed-seed sample when the pool holds more than asked)
+    batches: list[str]       # batch ids pooled, newest first
+    available: int           # rows the pooled files hold
+
+
+def latest_rows(paths: DataPaths, count: int | None, seed: int = 0, *, skip: frozenset[str] = frozenset()) -> UserPool:
+    """Pool the archived batch files newest first until they hold ``count`` rows (every file not
+    in ``skip`` when ``count`` is None), then draw ``count`` of them (fixed seed); fewer when the
+    files hold fewer: the traffic is as large as the data can supply, never a fixed size."""
+    files = [f for f in sorted(paths.archive.iterdir()) if f.is_file() and not f.name.startswith(".")] \
+        if paths.archive.exists() else []
+    if not files:
+        raise LookupError(f"no ingested batch file in {paths.archive}: ingest batches first")
+    frames: list[pd.DataFrame] = []
+    batches: list[str] = []
     for path in reversed(files):
-        frame = read_file(path, as_strings=True)
-        if len(frame) >= count:
-            return frame.sample(count, random_state=seed).reset_index(drop=True)
-    raise LookupError(f"no ingested batch file with {count} rows in {paths.archive}: ingest batches first")
+        if path.stem in skip:
+            continue
+        frames.append(read_file(path, as_strings=True))
+        batches.append(path.stem)
+        if count is not None and sum(map(len, frames)) >= count:
+            break
+    pooled = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    drawn = pooled.sample(count, random_state=seed) if count is not None and len(pooled) > count else pooled
+    return UserPool(drawn.reset_index(drop=True), batches, len(pooled))
 
 
-def simulate(cfg: Any, paths: DataPaths, url: str, *, users: int, rate: float = 0.0, duration: float = 300.0,
+def simulate(cfg: Any, paths: DataPaths, url: str, *, users: int | None, rate: float = 0.0, duration: float = 300.0,
              label_delay: float = 0.0, label_share: float = 1.0, concurrency: int = 8, batch_size: int = 1,
-             seed: int = 0) -> dict[str, Any]:
-    """Users of the latest batch call /predict (one request each), then, ``label_delay`` seconds
-    later, their true labels go to /feedback for ``label_share`` of the answers. Bounded by
-    ``users`` and ``duration``; loopback is where the router runs in every command of this project."""
-    rows = latest_rows(paths, users, seed)
+             seed: int = 0, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Users drawn from the latest batches pooled (:func:`latest_rows`: ``users`` at most, all the
+    batches not in ``skip`` hold when None) call /predict (one request each), then, ``label_delay``
+    seconds later, their true labels go to /feedback for ``label_share`` of the answers. Bounded by
+    the rows and ``duration``; loopback is where the router runs in every command of this project."""
+    pool = latest_rows(paths, users, seed, skip=skip)
+    rows = pool.rows
     info = requests.get(f"{url}/model_info", timeout=30).json()
     ids = [f"user-{seed}-{i:05d}" for i in range(len(rows))]
     bodies = request_bodies(rows, info["prod"]["input_schema"]["fields"], ids)
@@ -160,6 +183,8 @@ def simulate(cfg: Any, paths: DataPaths, url: str, *, users: int, rate: float = 
     fed = send_feedback(url, report.answered, labels_of(rows, cfg.dataset.target, cfg.dataset.task, ids),
                         share=label_share)
     return {**report.summary(), "labels_sent": fed, "rows_without_time": len(rows) - len(bodies),
+            "users_drawn": len(rows), "requests": len(bodies), "pooled_batches": pool.batches,
+            "pool_rows": pool.available,
             "experiment": info["experiment"],
             "prod_version": info["prod"]["version"],
             "staging_version": info["staging"]["version"] if info["staging"] else None,

@@ -7,6 +7,7 @@ writes the result back as one Delta commit, then reports metadata to the Dagster
 
 
 import json
+import math
 
 import dagster as dg
 
@@ -84,7 +85,9 @@ def build_quality_asset(cfg: PipelineConfig) -> dg.AssetsDefinition:
             ["column", "role", "missing_share", "distinct_count", "min", "max", "out_of_range_share", "unseen_share"]]
         yield dg.MaterializeResult(metadata={
             **numbers({"quality_score": float(batch.score), "missing_share": float(batch.missing_share),
-                       "duplicate_share": float(batch.duplicate_share),
+                       # NaN without a duplicate key: not measured, so not plotted as a zero
+                       **({} if math.isnan(batch.duplicate_share)
+                          else {"duplicate_share": float(batch.duplicate_share)}),
                        "out_of_range_share": float(batch.out_of_range_share),
                        "unseen_category_share": float(batch.unseen_share), "row_count": int(batch.row_count),
                        "delta_version": version}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from assets.ingest.contract import Contract
-from assets.ingest.quality import out_of_range_mask
+from assets.ingest.quality import duplicate_key_columns, duplicate_mask, out_of_range_mask
 from config.schema import PipelineConfig
 
 
@@ -13,8 +13,10 @@ def clean_batch(df: pd.DataFrame, contract: Contract, cfg: PipelineConfig) -> tu
     """Apply the cleaning rules in order; return the kept rows and what each rule changed.
 
     Counts: ``rows_in``, ``categories_normalized`` (cells), ``dropped_missing_time``,
-    ``dropped_missing_target``, ``dropped_duplicates``, ``out_of_range_<action>`` (cells for clip
-    and null, rows for drop), ``dropped_too_sparse``, ``rows_out``.
+    ``dropped_missing_target``, ``dropped_duplicates`` (rows repeating the duplicate key of a later
+    row), ``identical_rows_kept`` (only without a key: identical rows kept as separate records),
+    ``out_of_range_<action>`` (cells for clip and null, rows for drop), ``dropped_too_sparse``,
+    ``rows_out``.
     """
     rules = cfg.cleaning
     counts: dict[str, int] = {"rows_in": len(df)}
@@ -39,7 +41,10 @@ def clean_batch(df: pd.DataFrame, contract: Contract, cfg: PipelineConfig) -> tu
         counts["dropped_missing_target"] = int((~keep).sum())
         out = out[keep]
     if rules.drop_duplicates:
-        dup = out.duplicated(subset=contract.names())
+        keys = duplicate_key_columns(contract, cfg)
+        if keys is None:  # identical rows may be separate real records: count them, keep them
+            counts["identical_rows_kept"] = int(out.duplicated(subset=contract.names()).sum())
+        dup = duplicate_mask(out, keys)
         counts["dropped_duplicates"] = int(dup.sum())
         out = out[~dup]
     if rules.out_of_range != "keep":

@@ -44,6 +44,7 @@ def candidate_models(context: dg.AssetExecutionContext, config: RetrainConfig,
     shown = board[["rank", "model_id", "model", "variant", "stage", "sort_value", "fit_seconds"]].head(15) \
         if len(board) else board
     metric = cfg.sort_metric
+    versus = outcome.fallback_comparison
     return dg.MaterializeResult(metadata={
         "mode": config.mode,
         "registered_version": dg.MetadataValue.int(outcome.version) if outcome.version else "not registered",
@@ -58,8 +59,21 @@ def candidate_models(context: dg.AssetExecutionContext, config: RetrainConfig,
                                            else "(incremental refresh: no search)"),
         "leaderboard_table": dg.MetadataValue.path(lake.uri(LEADERBOARD)),
         "aliases": dg.MetadataValue.json(outcome.aliases),
+        **(_fallback_metadata(versus) if versus else {}),
         **_interpretation_links(lakehouse, outcome.version),
     })
+
+
+def _fallback_metadata(versus: dict) -> dict[str, dg.MetadataValue]:
+    """The fallback against the candidate on the same hold-out: numbers to plot across runs, and
+    the sentence the gate recorded."""
+    from assets.training.evaluation import fallback_note
+
+    return {**numbers({f"holdout_fallback_{versus['metric']}": versus["fallback"],
+                       "fallback_advantage": versus["advantage"]}),
+            "fallback_beats_candidate": dg.MetadataValue.bool(versus["fallback_better"]),
+            "fallback_vs_candidate": dg.MetadataValue.text(fallback_note(versus)),
+            "fallback_comparison": dg.MetadataValue.json(versus)}
 
 
 def _interpretation_links(lakehouse: LakehouseResource, version: int | None) -> dict[str, dg.MetadataValue]:

@@ -27,6 +27,22 @@ def _table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}")
 
 
+def fallback_table(versions: pd.DataFrame) -> pd.DataFrame:
+    """One row per candidate version whose gate recorded a comparison with the fallback."""
+    rows = []
+    for row in versions.itertuples():
+        gate = json.loads(row.gate) if isinstance(row.gate, str) else {}
+        versus = gate.get("fallback")
+        if row.role != "candidate" or not versus:
+            continue
+        low, high = versus["ci95"]
+        rows.append({"version": row.version, "model_id": row.model_id, "metric": versus["metric"],
+                     "candidate": versus["candidate"], "fallback": versus["fallback"], "lead": versus["advantage"],
+                     "ci95 low": low, "ci95 high": high, "fallback better": versus["fallback_better"],
+                     "beyond noise": versus["significant"]})
+    return pd.DataFrame(rows)
+
+
 def make_summary_report(lake: Lake, out_path: Path, *, dataset: str, metric: str) -> dict:
     """Write the report; returns counts for metadata. Sections without data say so."""
     sections: list[str] = []
@@ -85,6 +101,14 @@ def make_summary_report(lake: Lake, out_path: Path, *, dataset: str, metric: str
                           "features_version", "latency_single_ms", "peak_memory_mb"]].copy()
         shown = pd.concat([shown, holdout.add_prefix("holdout_")], axis=1)
         sections.append(_table(shown))
+        versus = fallback_table(versions)
+        if len(versus):
+            beaten = int(versus["fallback better"].sum())
+            sections.append("<h3>Fallback against the candidate on the same hold-out</h3>"
+                            f"<p>{beaten} of {len(versus)} candidate(s) beaten by the fallback trained on the "
+                            "same window (lead: positive = fallback better; 95% paired-bootstrap interval). "
+                            "The candidate stays the AutoML winner; the gate's reason says why.</p>"
+                            + _table(versus))
         params = versions[["version", "model_id", "hyperparameters"]].copy()
         params["hyperparameters"] = params["hyperparameters"].map(
             lambda p: ", ".join(f"{k}={v}" for k, v in json.loads(p).items() if v is not None))
@@ -106,5 +130,7 @@ def make_summary_report(lake: Lake, out_path: Path, *, dataset: str, metric: str
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     tmp.write_text(doc, encoding="utf-8")
     os.replace(tmp, out_path)
+    versus = fallback_table(versions) if not versions.empty else pd.DataFrame()
+    beaten = int(versus["fallback better"].sum()) if len(versus) else 0
     return {"batches": len(batches), "versions": len(versions), "training_runs": board["run_id"].nunique()
-            if not board.empty else 0}
+            if not board.empty else 0, "candidates_beaten_by_fallback": beaten}

@@ -10,7 +10,7 @@ import pandas as pd
 
 from assets.ingest.steps import require_contract
 from assets.training.data import select_training_data
-from assets.training.evaluation import evaluate, gate_decision, naive_metrics
+from assets.training.evaluation import compare_with_fallback, evaluate, gate_decision, naive_metrics
 from assets.training.fallback import FALLBACK_MODEL_ID, fit_fallback
 from assets.training.registration import input_schema, library_versions, register_model
 from assets.training.search import params_of, run_search
@@ -44,6 +44,7 @@ class RetrainOutcome:
     variant: str = ""
     search_seconds: float = 0.0
     fallback_version: int | None = None
+    fallback_comparison: dict[str, Any] | None = None  # compare_with_fallback on the hold-out
 
 
 def retrain(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: str,
@@ -69,13 +70,18 @@ def retrain(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
     if "prod" in current:  # the same hold-out rows for both, so the comparison is fair
         prod_metrics = evaluate(registry.load(current["prod"]), data.holdout, spec)
     naive = naive_metrics(data.train, data.holdout, spec)
-    gate = gate_decision(holdout, prod_metrics, cfg, naive)
+    # the fallback is fitted before the gate, so its comparison with the candidate is in the gate's
+    # record (registry row, run metadata) whether or not the candidate passes
+    fallback = fit_fallback(data.train, spec, cfg.training.session_id)
+    versus = compare_with_fallback(search.pipeline, fallback, data.holdout, spec, cfg.sort_metric,
+                                   seed=cfg.training.session_id)
+    gate = gate_decision(holdout, prod_metrics, cfg, naive, fallback=versus)
     outcome = RetrainOutcome(run_id, search.leaderboard, holdout, gate, aliases=current,
                              train_rows=len(data.train), holdout_rows=len(data.holdout),
                              train_batches=data.train_batches, holdout_batches=data.holdout_batches,
                              features_version=features_version, model_id=search.model_id,
                              algorithm=search.algorithm, variant=search.variant,
-                             search_seconds=search.seconds)
+                             search_seconds=search.seconds, fallback_comparison=versus)
     say(f"hold-out {holdout}; gate: {gate['reason']}")
     if not gate["passed"]:
         return outcome
@@ -105,16 +111,16 @@ def retrain(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
         outcome.aliases = registry.set_aliases([AliasChange(alias, version)], actor=f"retrain_job:{run_id}",
                                                reason=why)
         say(f"registered version {version} as {alias}")
-    outcome.fallback_version = _refresh_fallback(registry, data, spec, cfg, common=common, run_id=run_id, say=say)
+    outcome.fallback_version = _refresh_fallback(registry, fallback, data, spec, cfg, common=common, run_id=run_id,
+                                                 say=say)
     outcome.aliases = registry.aliases()
     return outcome
 
 
-def _refresh_fallback(registry: ModelRegistry, data: Any, spec: FeatureSpec, cfg: PipelineConfig, *,
+def _refresh_fallback(registry: ModelRegistry, model: Any, data: Any, spec: FeatureSpec, cfg: PipelineConfig, *,
                       common: dict, run_id: str, say: Any) -> int | None:
-    """Fit the robust fallback on the same window; register it as ``fallback`` if it clears the
+    """Register the robust fallback, fitted on the same window, as ``fallback`` if it clears the
     gate's floor (otherwise the previous fallback stays)."""
-    model = fit_fallback(data.train, spec, cfg.training.session_id)
     metrics = evaluate(model, data.holdout, spec)
     gate = gate_decision(metrics, None, cfg, naive_metrics(data.train, data.holdout, spec))
     if not gate["passed"]:

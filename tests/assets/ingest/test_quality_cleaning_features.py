@@ -139,3 +139,68 @@ def test_encode_target_by_task() -> None:
     assert encode_target(pd.Series(["3", "1"]), "classification").tolist() == [3, 1]
     assert encode_target(pd.Series(["cat", "dog"]), "classification").tolist() == ["cat", "dog"]
     assert encode_target(pd.Series(["1.5", "x"]), "regression").tolist()[0] == 1.5
+
+
+def _bookings() -> pd.DataFrame:
+    """Bookings without an id: rows 0 and 1 are identical yet two real, separate bookings."""
+    ts = pd.to_datetime(["2024-01-06 10:00", "2024-01-06 10:00", "2024-01-07 09:00", "2024-01-08 12:00"],
+                        utc=True).astype("datetime64[us, UTC]")
+    return pd.DataFrame({"ts": ts, "city": ["Oslo", "Oslo", "Rome", "Lima"], "plan": ["basic", "basic", "pro", "pro"],
+                         "temp": [10.0, 10.0, 12.0, 14.0], "amount": [1.0, 1.0, 2.0, 3.0],
+                         "visits": [1.0, 1.0, 2.0, 3.0], "churn": ["yes", "yes", "no", "no"]})
+
+
+@pytest.fixture
+def no_id_cfg(tmp_path):
+    return load_config(write_config(tmp_path / "noid", {"dataset": {"id_column": None}}))
+
+
+def test_identical_rows_without_a_key_are_kept_counted_and_not_checked(no_id_cfg) -> None:
+    contract = build_contract(_bookings(), no_id_cfg)
+    assert contract.names("id") == []
+    kept, counts = clean_batch(_bookings(), contract, no_id_cfg)
+    assert len(kept) == 4  # the two equal bookings both stay
+    assert (counts["dropped_duplicates"], counts["identical_rows_kept"]) == (0, 1)
+    rows = batch_quality(_bookings(), contract, no_id_cfg, "b1", seen={})
+    batch = rows.set_index("column").loc[QUALITY_BATCH_ROW]
+    assert np.isnan(batch["duplicate_share"])  # not measured, not a zero
+    # four penalties measured (missing, out of range, unseen, columns over limit), all zero here
+    assert batch["score"] == pytest.approx(1.0)
+    check = next(o for o in evaluate_checks(rows, no_id_cfg) if o.name == "duplicates_within_limit")
+    assert check.passed and check.description.startswith("not applicable: no duplicate key")
+    assert check.metadata == {}
+
+
+def test_duplicates_are_keyed_on_the_id_and_the_latest_version_is_kept(cfg) -> None:
+    frame = _frame().iloc[:3].copy()
+    corrected = frame.iloc[[1]].assign(amount=20.0, ts=frame["ts"].iloc[1] + pd.Timedelta(minutes=5))
+    frame = pd.concat([frame, corrected], ignore_index=True)  # b delivered again with a new amount
+    contract = build_contract(frame, cfg)
+    kept, counts = clean_batch(frame, contract, cfg)
+    assert counts["dropped_duplicates"] == 1 and "identical_rows_kept" not in counts
+    assert kept["row_id"].tolist() == ["a", "c", "b"]
+    assert kept.set_index("row_id").loc["b", "amount"] == 20.0
+    rows = batch_quality(frame, contract, cfg, "b1", seen={})
+    assert rows.set_index("column").loc[QUALITY_BATCH_ROW, "duplicate_share"] == pytest.approx(1 / 4)
+
+
+def test_configured_duplicate_keys_and_all_columns(no_id_cfg) -> None:
+    contract = build_contract(_bookings(), no_id_cfg)
+
+    def with_keys(keys):
+        return no_id_cfg.model_copy(update={"cleaning": no_id_cfg.cleaning.model_copy(
+            update={"duplicate_keys": keys})})
+
+    kept, counts = clean_batch(_bookings(), contract, with_keys(["plan"]))
+    assert counts["dropped_duplicates"] == 2 and kept["city"].tolist() == ["Oslo", "Lima"]
+    kept, counts = clean_batch(_bookings(), contract, with_keys("all_columns"))
+    assert counts["dropped_duplicates"] == 1 and len(kept) == 3
+    with pytest.raises(ValueError, match=r"duplicate_keys names column\(s\) \['booking_no'\]"):
+        clean_batch(_bookings(), contract, with_keys(["booking_no"]))
+    off = no_id_cfg.model_copy(update={"cleaning": no_id_cfg.cleaning.model_copy(update={"drop_duplicates": False})})
+    assert clean_batch(_bookings(), contract, off)[1].get("dropped_duplicates") is None
+
+
+def test_an_empty_duplicate_key_list_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="an empty key list identifies nothing"):
+        load_config(write_config(tmp_path, {"cleaning": {"duplicate_keys": []}}))

@@ -241,6 +241,35 @@ def test_summary_report_covers_batches_and_versions(trained: Pipeline) -> None:
 
 
 @pytest.mark.slow
+def test_the_fallback_comparison_is_in_the_registry_row_the_metadata_and_the_summary(trained: Pipeline) -> None:
+    import dagster as dg
+
+    from assets.training.report import make_summary_report
+
+    registry = ModelRegistry(trained.lake, trained.paths.artifacts)
+    versus = json.loads(registry.get(1)["gate"])["fallback"]
+    # both figures are the models' own hold-out metrics on the same rows
+    assert versus["candidate"] == pytest.approx(json.loads(registry.get(1)["holdout_metrics"])["AUC"])
+    assert versus["fallback"] == pytest.approx(json.loads(registry.get(2)["holdout_metrics"])["AUC"])
+    assert versus["advantage"] == pytest.approx(versus["fallback"] - versus["candidate"])
+    assert versus["rows"] == 300 and versus["resamples"] == 500
+    assert versus["ci95"][0] <= versus["advantage"] <= versus["ci95"][1]
+    assert "fallback" in json.loads(registry.get(1)["gate"])["reason"]
+    event = trained.instance.get_latest_materialization_event(dg.AssetKey("candidate_models"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["holdout_fallback_AUC"].value == pytest.approx(versus["fallback"])
+    assert metadata["fallback_beats_candidate"].value is versus["fallback_better"]
+    assert metadata["fallback_comparison"].data["ci95"] == versus["ci95"]
+    out = trained.paths.reports / "summary_fallback.html"
+    counts = make_summary_report(trained.lake, out, dataset="toy", metric="AUC")
+    gates = [json.loads(g) for g, role in zip(registry.versions()["gate"], registry.versions()["role"], strict=True)
+             if role == "candidate"]  # other tests of the module may have registered more candidates
+    beaten = sum(g.get("fallback", {}).get("fallback_better", False) for g in gates)
+    assert counts["candidates_beaten_by_fallback"] == beaten
+    assert "Fallback against the candidate on the same hold-out" in out.read_text()
+
+
+@pytest.mark.slow
 def test_candidate_models_metadata_links_interpretation(trained: Pipeline) -> None:
     import dagster as dg
 
