@@ -187,3 +187,34 @@ def test_a_b_better_by_the_mde_is_promoted_under_the_same_rules(target: str) -> 
             a, b = _multiclass_losses(rng, 3000, 0.4), _multiclass_losses(rng, 3000, 0.32)
         outcomes.append(_decisions_over_looks(a, b, cfg, per_look=100, looks=30))
     assert outcomes.count(ROLLBACK) == 0 and outcomes.count(PROMOTE) >= 80, outcomes.count(PROMOTE)
+
+
+def test_the_report_and_summary_state_the_effects_unit(tmp_path) -> None:
+    from assets.ab.report import write_report
+
+    rng = np.random.default_rng(5)
+    n = 600
+    preds = rng.integers(0, 2, 2 * n).tolist()
+    labels = [p if rng.random() < 0.8 else 1 - p for p in preds]
+    events = _events(preds, labels, ["A"] * n + ["B"] * n)
+    cfg = ABConfig(min_samples=100, non_inferiority_margin=0.05)
+    analysis = analyse(events, EXPERIMENT, "classification", cfg)
+    error_a = analysis.variants["A"].metric
+    s = analysis.summary()
+    assert (s["mde"], s["mde_unit"]) == (0.10, "relative")
+    assert s["mde_loss_units"] == pytest.approx(0.10 * error_a)
+    assert s["non_inferiority_margin_loss_units"] == pytest.approx(0.05 * error_a)
+    text = write_report(analysis, events, tmp_path / "ab.html").read_text()
+    assert f"10% of A&#x27;s mean loss ({0.10 * error_a:.4g} in loss units)" in text
+    assert f"non-inferiority margin 5% of A&#x27;s mean loss ({0.05 * error_a:.4g} in loss units)" in text
+
+
+def test_paired_evidence_scales_the_effect_by_as_loss_and_sizes_by_the_differences() -> None:
+    rng = np.random.default_rng(6)
+    a = (rng.random(2000) < 0.3).astype(float)
+    b = np.where(rng.random(2000) < 0.9, a, 1 - a)  # the two models agree on 90% of requests
+    evidence = weigh(a, b, ABConfig(), paired=True)
+    assert evidence.effect.mde == pytest.approx(0.10 * a.mean())
+    z = 1.959963984540054 + 0.8416212335729143
+    assert evidence.required == max(200, int(np.ceil((z * (b - a).std(ddof=1) / (0.10 * a.mean())) ** 2)))
+    assert evidence.comparison.paired and evidence.rules.tau == pytest.approx(0.10 * a.mean())
