@@ -249,17 +249,23 @@ def predict(pool: ModelPool, rows: list[PredictRequest], router_cfg: RouterConfi
 
 
 def label_problem(label: Any, state: PoolState) -> str | None:
-    """Why ``label`` cannot be the true outcome for prod's task and classes, or None when it can.
+    """Why ``label`` cannot be the true outcome for prod's task and the served models' classes,
+    or None when it can.
 
-    Any spelling that :mod:`serving.labels` maps to one of the model's classes is accepted
-    (``"YES"`` or ``True`` for class 1 of a yes/no target, ``"0.0"`` for class 0, ``" Cat "`` for
-    ``"cat"``); the A/B analysis maps the stored label the same way."""
+    Any spelling that :mod:`serving.labels` maps to a class is accepted (``"YES"`` or ``True`` for
+    class 1 of a yes/no target, ``"0.0"`` for class 0, ``" Cat "`` for ``"cat"``); the A/B analysis
+    maps the stored label the same way. The classes are prod's and staging's: a class that appeared
+    after prod was trained is known to staging, and refusing its labels would leave B's requests
+    of that class unlabelled (and bias the experiment)."""
     try:
         if state.prod.spec.task == "regression":
             to_number(label)
-        else:
-            to_class(label, [json_scalar(c) for c in class_labels(state.prod.model)])
+            return None
+        classes = [json_scalar(c) for c in class_labels(state.prod.model)]
+        if getattr(state, "staging", None) is not None:
+            classes += [c for c in map(json_scalar, class_labels(state.staging.model)) if c not in classes]
+        to_class(label, classes)
     except LabelInvalid as exc:
-        return f"{exc} (the model's classes, see GET /model_info)" if state.prod.spec.task != "regression" \
-            else str(exc)
+        return str(exc) if state.prod.spec.task == "regression" else \
+            f"{exc} (the model's classes, see GET /model_info)"
     return None

@@ -16,10 +16,11 @@ from router.plan import label_problem
 from tests.router.test_router import client, lakehouse  # noqa: F401  (the router tests' trained fixtures)
 
 
-def _state(task: str, classes: list | None = None) -> SimpleNamespace:
-    """What label_problem reads of a PoolState: prod's task and its fitted model's classes."""
+def _state(task: str, classes: list | None = None, staging: list | None = None) -> SimpleNamespace:
+    """What label_problem reads of a PoolState: prod's task, prod's and staging's classes."""
     model = SimpleNamespace(classes_=np.asarray(classes)) if classes is not None else SimpleNamespace()
-    return SimpleNamespace(prod=SimpleNamespace(spec=SimpleNamespace(task=task), model=model))
+    served = None if staging is None else SimpleNamespace(model=SimpleNamespace(classes_=np.asarray(staging)))
+    return SimpleNamespace(prod=SimpleNamespace(spec=SimpleNamespace(task=task), model=model), staging=served)
 
 
 @pytest.mark.parametrize("label", [1, 1.0, "1", "1.0", " 1 ", True, "YES", "yes", "True", 0, "0.0", "no", False])
@@ -40,6 +41,14 @@ def test_multiclass_strings_match_regardless_of_case_and_blanks() -> None:
     state = _state("classification", ["bike", "bus", "car"])
     assert [label_problem(v, state) for v in ("bike", " BUS", "Car")] == [None, None, None]
     assert "unknown class 'boat': expected one of ['bike', 'bus', 'car']" in label_problem("boat", state)
+
+
+def test_a_class_only_staging_knows_is_accepted() -> None:
+    """A class that appeared after prod was trained: staging's labels of it are real outcomes."""
+    state = _state("classification", ["no", "yes"], staging=["maybe", "no", "yes"])
+    assert label_problem("Maybe", state) is None
+    assert "expected one of ['no', 'yes', 'maybe']" in label_problem("never", state)
+    assert label_problem("Maybe", _state("classification", ["no", "yes"])) is not None
 
 
 def test_integer_coded_classes_accept_numbers_and_numeric_text() -> None:
