@@ -82,7 +82,9 @@ def labelled_events(lake: Lake, experiment_id: str) -> pd.DataFrame:
                     .rename(columns={"event_time": "label_time"}))
         events = events.merge(feedback, on="request_id", how="left")
     else:
-        events = events.assign(label=None, label_time=pd.NaT)
+        # no label yet at all: a typed (UTC) empty label time, so the delay below is NaN, not a crash
+        events = events.assign(label=None, label_time=pd.Series(pd.NaT, index=events.index,
+                                                                dtype=events["event_time"].dtype))
     events["label_delay_s"] = (events["label_time"] - events["event_time"]).dt.total_seconds()
     return events.sort_values("event_time", kind="stable").reset_index(drop=True)
 

@@ -218,3 +218,24 @@ def test_paired_evidence_scales_the_effect_by_as_loss_and_sizes_by_the_differenc
     z = 1.959963984540054 + 0.8416212335729143
     assert evidence.required == max(200, int(np.ceil((z * (b - a).std(ddof=1) / (0.10 * a.mean())) ** 2)))
     assert evidence.comparison.paired and evidence.rules.tau == pytest.approx(0.10 * a.mean())
+
+
+def test_an_experiment_without_any_label_yet_is_analysed_not_crashed(lake) -> None:
+    """Requests logged, no feedback table yet: the label delay was tz-naive NaT minus UTC times
+    (TypeError); now every request is unlabelled and the decision waits for labels."""
+    from assets.ab.analysis import labelled_events
+    from lake.request_log import prediction_event, prediction_row
+    from lake.tables import AB_EVENTS, AB_EVENTS_SCHEMA
+
+    rows = [prediction_row(prediction_event(
+        request_id=f"r{i}", variant="AB"[i % 2], experiment_id="exp-1", model_version=1 + i % 2,
+        model_used="prod" if i % 2 == 0 else "staging", fallback_reason=None, prediction=i % 2, probability=0.6,
+        latency_ms=3.0, user_id=f"u{i}", features={}, worker="w", time=f"2024-06-01T00:00:{i:02d}+00:00"))
+        for i in range(20)]
+    frame = pd.DataFrame(rows).assign(segment="s1", ingested_at=pd.Timestamp("2024-06-02", tz="UTC"))
+    lake.append(AB_EVENTS, frame, schema=AB_EVENTS_SCHEMA)
+    events = labelled_events(lake, "exp-1")
+    assert len(events) == 20 and events["label"].isna().all() and events["label_delay_s"].isna().all()
+    analysis = analyse(events, EXPERIMENT, "classification", ABConfig())
+    assert analysis.variants["A"].labelled == 0 and analysis.decision.action == CONTINUE
+    assert analysis.decision.reason.startswith("not enough labelled requests per variant yet: 0 of 200")
