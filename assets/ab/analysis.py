@@ -116,9 +116,10 @@ def prediction_domain(frame: pd.DataFrame) -> ClassDomain:
     """The classes the models answered with in this frame (served and shadow predictions): the
     label domain the analysis maps feedback onto (the router accepted each label against prod's
     classes, see router.plan.label_problem)."""
-    answered = [_decoded(frame[c]).dropna() for c in ("prediction", "shadow_prediction") if c in frame]
-    values = pd.concat(answered) if answered else pd.Series(dtype=object)
-    return ClassDomain(list(dict.fromkeys(values.tolist())))
+    # the distinct answer texts only (a classifier's million answers are a handful of texts)
+    texts = dict.fromkeys(t for c in ("prediction", "shadow_prediction") if c in frame
+                          for t in frame[c].dropna().unique())
+    return ClassDomain(list(dict.fromkeys(_scalar(t) for t in texts)))
 
 
 def request_loss(frame: pd.DataFrame, metric: str) -> pd.Series:
