@@ -19,13 +19,12 @@ import pandas as pd
 import pyarrow as pa
 
 from lake.tables import BATCH_COLUMN, EVENT_TIME_COLUMN, TS
+from serving.labels import canonical_target
 
 # What a text column holds for the model when the value is missing: the empty document has no
 # tokens, so TF-IDF gives it the zero vector -- "no words", the only reading that assumes nothing
 # about the text. (An imputed "most frequent document" would invent words that were never sent.)
 MISSING_TEXT = ""
-
-BOOLEAN_LABELS = {"true": 1, "false": 0, "yes": 1, "no": 0, "1": 1, "0": 0, "1.0": 1, "0.0": 0}
 
 
 @dataclass(frozen=True)
@@ -88,18 +87,12 @@ def time_features(times: pd.Series, names: tuple[str, ...], timezone: str) -> pd
 
 
 def encode_target(values: pd.Series, task: str) -> pd.Series:
-    """Regression: float. Classification: 0/1 for boolean labels, integers for integer labels,
-    otherwise the labels as strings (PyCaret encodes them)."""
-    if task == "regression":
-        return pd.to_numeric(values, errors="coerce").astype("float64")
-    labels = values.astype(object).where(values.notna(), None)
-    present = {str(v).strip().lower() for v in labels.dropna().unique()}
-    if present and present <= set(BOOLEAN_LABELS):
-        return labels.map(lambda v: None if v is None else BOOLEAN_LABELS[str(v).strip().lower()]).astype("Int64")
-    as_num = pd.to_numeric(labels, errors="coerce")
-    if labels.notna().any() and as_num[labels.notna()].notna().all() and np.all(as_num.dropna() % 1 == 0):
-        return as_num.astype("Int64")
-    return labels.map(lambda v: None if v is None else str(v))
+    """Regression: float. Classification: 0/1 for yes/no labels in any spelling, integers for
+    integer labels in any spelling (``"1"``, ``1.0``), otherwise the labels as stripped strings
+    (PyCaret encodes them). Missing, empty and whitespace-only labels stay missing: training and
+    the hold-out read labelled rows only. The one definition of the label domain is
+    :mod:`serving.labels` (the router's ``/feedback`` and the A/B analysis use it too)."""
+    return canonical_target(values, task)
 
 
 def target_arrow_type(task: str, encoded: pd.Series) -> pa.DataType:

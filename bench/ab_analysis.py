@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from assets.ab.analysis import analyse, request_loss, sequential_looks
+from assets.ab.analysis import analyse, planned_effect, request_loss, sequential_looks
 from assets.ab.stats import compare_means, msprt_p_value
 from config.schema import ABConfig
 from lake.experiments import Experiment
@@ -95,11 +95,11 @@ def main() -> int:
         loss_b = loss[frame["variant"] == "B"].to_numpy()
         base, _ = best_of(args.repeats, welch, loss_b, loss_a)
         ours, result = best_of(args.repeats, analyse, frame, experiment, "classification", cfg)
-        looks_s, looks = best_of(args.repeats, sequential_looks, loss_a, loss_b, cfg.look_every,
-                                   cfg.mde)
+        tau = planned_effect(loss_a, cfg).mde  # ab.mde in loss units, as the analysis uses it
+        looks_s, looks = best_of(args.repeats, sequential_looks, loss_a, loss_b, cfg.look_every, tau)
         previous, speedup = "-", "-"
         if n <= 100_000:  # quadratic: minutes at a million
-            previous_s, best = best_of(1, previous_looks, loss_a, loss_b, cfg.look_every, cfg.mde)
+            previous_s, best = best_of(1, previous_looks, loss_a, loss_b, cfg.look_every, tau)
             assert abs(best - looks["always_valid_p"].iloc[-1]) < 1e-9, "the two implementations disagree"
             previous, speedup = f"{previous_s:.2f}", f"{previous_s / looks_s:.0f}x"
         print(f"{n:>10,} {base:11.4f} {ours:8.2f} {ours / base:6.0f} | {len(looks):>6} {looks_s:8.3f} "

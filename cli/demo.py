@@ -62,17 +62,17 @@ def demo_sizing(holdout: dict[str, float], cfg: PipelineConfig) -> DemoSizing:
     or, when the decision reads shadow pairs, from ``router.shadow_share``.
     """
     from assets.ab.analysis import metric_of
-    from assets.ab.stats import required_sample_size
+    from assets.ab.stats import effect_in_loss_units, required_sample_size
 
     ab, router = cfg.ab, cfg.router
     metric = metric_of(cfg.dataset.task, ab)
-    sd, basis = None, f"the spread of the per-request {metric} is unknown before traffic"
+    sd, mean, basis = None, None, f"the spread of the per-request {metric} is unknown before traffic"
     if metric == "accuracy" and "Accuracy" in holdout:
         p = holdout["Accuracy"]
-        sd = math.sqrt(p * (1 - p))
+        sd, mean = math.sqrt(p * (1 - p)), 1 - p
         basis = f"loss sd {sd:.3f} from prod's hold-out accuracy {p:.3f}"
     elif metric == "mae" and {"MAE", "RMSE"} <= set(holdout):
-        sd = math.sqrt(max(holdout["RMSE"] ** 2 - holdout["MAE"] ** 2, 0.0))
+        sd, mean = math.sqrt(max(holdout["RMSE"] ** 2 - holdout["MAE"] ** 2, 0.0)), holdout["MAE"]
         basis = f"absolute-error sd {sd:.4g} = sqrt(RMSE^2 - MAE^2) from prod's hold-out"
     paired = ab.decision_basis == "paired"
     if sd is None or sd == 0:
@@ -81,13 +81,18 @@ def demo_sizing(holdout: dict[str, float], cfg: PipelineConfig) -> DemoSizing:
         return DemoSizing(metric, None, None, basis)
     # paired: the spread that matters is that of the differences; without traffic, sd * sqrt(2)
     # (uncorrelated losses) is its upper bound
-    required = max(ab.min_samples, required_sample_size(ab.mde, sd * math.sqrt(2) if paired else sd, ab.alpha,
+    # the effect in loss units, as the analysis will convert it (ab.mde_unit), from prod's hold-out
+    mde = effect_in_loss_units(ab.mde, ab.mde_unit, mean_loss_a=mean, sd_loss_a=sd)
+    if mde <= 0:
+        return DemoSizing(metric, None, None, f"{basis}; the minimum detectable effect is 0 in loss units")
+    required = max(ab.min_samples, required_sample_size(mde, sd * math.sqrt(2) if paired else sd, ab.alpha,
                                                         ab.power, paired=paired))
     share = router.shadow_share if paired else min(router.default_split_b, 1 - router.default_split_b)
     if share <= 0:
         return DemoSizing(metric, required, None, f"{basis}; no user reaches B (router.default_split_b "
                           f"{router.default_split_b})")
-    basis += f", mde {ab.mde}, alpha {ab.alpha}, power {ab.power}, {share:.0%} of users in the smaller " \
+    basis += f", mde {ab.mde} ({ab.mde_unit}; {mde:.4g} in loss units), alpha {ab.alpha}, power {ab.power}, " \
+             f"{share:.0%} of users in the smaller " \
              + ("sample (shadow pairs)" if paired else "arm")
     return DemoSizing(metric, required, math.ceil(required / share), basis)
 

@@ -453,16 +453,26 @@ class ABConfig(_Strict):
         default=None, description="Per-request loss compared: accuracy (1 - correct) or log_loss for "
         "classification, mae for regression; accuracy / mae when absent.")
     alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Of the always-valid (mSPRT) p-value.")
-    mde: float = Field(default=0.02, gt=0, description="Minimum detectable effect in loss units (e.g. 0.02 = "
-                       "two points of accuracy); sets the minimum sample and the mixture's spread.")
+    mde: float = Field(default=0.10, gt=0, description="Minimum detectable effect, in the unit `mde_unit` "
+                       "names (by default relative: 0.10 = a tenth of A's observed mean loss, i.e. 1 point of "
+                       "accuracy at 90%, or 4 of an MAE of 40 whatever the currency). Sets the planned sample "
+                       "(from the observed variance) and the spread of the mSPRT mixture. The default: a retraining "
+                       "worth a model swap removes at least a tenth of prod's loss; as a share it means the same "
+                       "on every target scale.")
+    mde_unit: Literal["relative", "standardised", "absolute"] = Field(
+        default="relative", description="Unit of `mde` and `non_inferiority_margin`: relative = a share of "
+        "A's observed mean loss; standardised = in standard deviations of A's per-request loss (Cohen's d); "
+        "absolute = in the loss's own units (points of error rate, the target's units for mae: then the "
+        "value depends on the dataset's scale).")
     power: float = Field(default=0.8, gt=0.5, lt=1)
     min_samples: int = Field(default=200, ge=10, description="Floor of labelled requests per variant before "
                              "any decision, whatever the power calculation says.")
     srm_alpha: float = Field(default=0.001, gt=0, lt=0.05)
     label_alpha: float = Field(default=0.001, gt=0, lt=0.05)
     non_inferiority_margin: float | None = Field(default=None, gt=0, description="Promote a B whose loss "
-                                                 "is at most this much worse (the always-valid 95% upper bound; "
-                                                 "null: B must be significantly better).")
+                                                 "is at most this much worse, in the unit `mde_unit` names (the "
+                                                 "always-valid 95% upper bound; null: B must be significantly "
+                                                 "better).")
     decision_basis: Literal["split", "paired"] = Field(
         default="split", description="What the decision reads: the randomized split (A's users against B's), or "
         "the shadow pairs (both models on the same requests; needs router.shadow_share > 0, and labels that do "

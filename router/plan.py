@@ -27,6 +27,7 @@ from router.model_pool import ModelPool, PoolState
 from router.schemas import PredictRequest
 from router.split import B, assign
 from router.validation import Checked, Problem, RequestInvalid, check_features, expected_fields
+from serving.labels import LabelInvalid, to_class, to_number
 from serving.model_io import class_labels
 from serving.scoring import ServedModel, score_rows
 
@@ -274,14 +275,23 @@ def predict(pool: ModelPool, rows: list[PredictRequest], router_cfg: RouterConfi
 
 
 def label_problem(label: Any, state: PoolState) -> str | None:
-    """Why ``label`` cannot be the true outcome for prod's task and classes, or None when it can."""
-    if state.prod.spec.task == "regression":
-        if isinstance(label, bool) or not isinstance(label, int | float):
-            return f"expected a number for a regression target, got {type(label).__name__}"
-        return None
-    if isinstance(label, float) and not float(label).is_integer():
-        return f"expected a class label, got {label}"
-    classes = [json_scalar(c) for c in class_labels(state.prod.model)]
-    if isinstance(label, bool) or str(int(label) if isinstance(label, float) else label) not in map(str, classes):
-        return f"unknown class {label!r}: expected one of {classes} (the model's classes, see GET /model_info)"
+    """Why ``label`` cannot be the true outcome for prod's task and the served models' classes,
+    or None when it can.
+
+    Any spelling that :mod:`serving.labels` maps to a class is accepted (``"YES"`` or ``True`` for
+    class 1 of a yes/no target, ``"0.0"`` for class 0, ``" Cat "`` for ``"cat"``); the A/B analysis
+    maps the stored label the same way. The classes are prod's and staging's: a class that appeared
+    after prod was trained is known to staging, and refusing its labels would leave B's requests
+    of that class unlabelled (and bias the experiment)."""
+    try:
+        if state.prod.spec.task == "regression":
+            to_number(label)
+            return None
+        classes = [json_scalar(c) for c in class_labels(state.prod.model)]
+        if getattr(state, "staging", None) is not None:
+            classes += [c for c in map(json_scalar, class_labels(state.staging.model)) if c not in classes]
+        to_class(label, classes)
+    except LabelInvalid as exc:
+        return str(exc) if state.prod.spec.task == "regression" else \
+            f"{exc} (the model's classes, see GET /model_info)"
     return None

@@ -155,8 +155,8 @@ def cooldown_holds(cool: CoolDown | None, event: DriftEvent, cfg: DriftConfig, n
     rows = sum(cool.newer.values())
     if rows < judge_rows:
         return (f"{len(cool.newer)} newer batch(es) with {rows} labelled rows since {cool.batch_id} requested a "
-                f"retraining; the cool-down lasts until {judge_rows} (the rows a new model is judged on) have arrived "
-                "to judge that model on")
+                f"retraining; the cool-down lasts until {judge_rows} labelled rows (a new model's hold-out) have "
+                "arrived to judge that model on")
     return None
 
 

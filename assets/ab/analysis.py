@@ -24,6 +24,7 @@ from assets.ab.stats import (
     compare_means,
     compare_paired,
     decide,
+    effect_in_loss_units,
     label_balance_test,
     mcnemar_test,
     msprt_p_values,
@@ -35,6 +36,7 @@ from config.schema import ABConfig
 from lake.delta import Lake
 from lake.experiments import Experiment
 from lake.tables import AB_EVENTS, AB_FEEDBACK
+from serving.labels import ClassDomain, LabelInvalid, to_number
 
 A, B = "A", "B"
 EPS = 1e-15
@@ -80,7 +82,9 @@ def labelled_events(lake: Lake, experiment_id: str) -> pd.DataFrame:
                     .rename(columns={"event_time": "label_time"}))
         events = events.merge(feedback, on="request_id", how="left")
     else:
-        events = events.assign(label=None, label_time=pd.NaT)
+        # no label yet at all: a typed (UTC) empty label time, so the delay below is NaN, not a crash
+        events = events.assign(label=None, label_time=pd.Series(pd.NaT, index=events.index,
+                                                                dtype=events["event_time"].dtype))
     events["label_delay_s"] = (events["label_time"] - events["event_time"]).dt.total_seconds()
     return events.sort_values("event_time", kind="stable").reset_index(drop=True)
 
@@ -96,25 +100,72 @@ def labelled_count(lake: Lake, experiment_id: str) -> int:
     return int(ids.isin(set(labelled)).sum())
 
 
+def _distinct_map(values: pd.Series, convert) -> pd.Series:
+    """``convert`` applied once per distinct non-null value (a million labels are a handful of
+    texts); values it refuses (LabelInvalid) become None."""
+    out: dict[Any, Any] = {}
+    for value in values.dropna().unique():
+        try:
+            out[value] = convert(value)
+        except LabelInvalid:
+            out[value] = None
+    return values.map(out).astype(object)
+
+
+def prediction_domain(frame: pd.DataFrame) -> ClassDomain:
+    """The classes the models answered with in this frame (served and shadow predictions): the
+    label domain the analysis maps feedback onto (the router accepted each label against prod's
+    classes, see router.plan.label_problem)."""
+    # the distinct answer texts only (a classifier's million answers are a handful of texts)
+    texts = dict.fromkeys(t for c in ("prediction", "shadow_prediction") if c in frame
+                          for t in frame[c].dropna().unique())
+    return ClassDomain(list(dict.fromkeys(_scalar(t) for t in texts)))
+
+
 def request_loss(frame: pd.DataFrame, metric: str) -> pd.Series:
-    """Per-request loss (lower is better) of labelled rows; NaN where there is no label."""
+    """Per-request loss (lower is better) of labelled rows; NaN where there is no label, or a
+    label that is not a value of the target (counted by :func:`invalid_labels`).
+
+    Predictions and labels are compared in one label domain (:mod:`serving.labels`): a label
+    ``0.0``, ``"0"`` or ``false`` is class ``0``, ``"YES"`` is class 1 of a yes/no target, ``" Cat "``
+    is ``"cat"``; labels were compared as text before, so ``"0.0"`` never equalled ``"0"``."""
     labels = _decoded(frame["label"])
     preds = _decoded(frame["prediction"])
-    has = labels.notna()
     out = pd.Series(np.nan, index=frame.index)
-    if metric == "accuracy":
-        out[has] = (preds[has].astype(str) != labels[has].astype(str)).astype(float)
-    elif metric == "log_loss":
-        y = pd.to_numeric(labels[has], errors="raise").astype(float)
-        if not set(y.unique()) <= {0.0, 1.0}:
-            raise ValueError("log_loss compares binary labels (0 / 1) with the positive-class probability")
+    if metric in ("accuracy", "log_loss"):
+        domain = prediction_domain(frame)
+        label_keys = _distinct_map(labels, domain.key)
+        has = label_keys.notna()
+        if metric == "accuracy":
+            pred_keys = _distinct_map(preds, domain.key)
+            out[has] = (pred_keys[has] != label_keys[has]).astype(float)
+            return out
+        # the probability is of the positive class: the second of the model's sorted classes
+        classes = sorted({*domain.classes, *labels[has]}, key=lambda c: (isinstance(c, str), c))
+        keys = list(dict.fromkeys(domain.key(c) for c in classes))
+        if len(keys) > 2:
+            raise ValueError(f"log_loss compares binary labels with the positive-class probability; "
+                             f"the labels and answers hold {len(keys)} classes: {keys}")
+        positive = keys[-1]
+        y = (label_keys[has] == positive).astype(float)
         p = frame.loc[has, "probability"].astype(float).clip(EPS, 1 - EPS)
         out[has] = -(y * np.log(p) + (1 - y) * np.log(1 - p))
     elif metric == "mae":
-        out[has] = (pd.to_numeric(preds[has], errors="raise") - pd.to_numeric(labels[has], errors="raise")).abs()
+        # numbers (the usual case: one distinct value per request) in one vectorised pass; text and
+        # booleans one distinct value at a time through the label rules (booleans are refused)
+        spelled = labels.map(lambda v: isinstance(v, str | bool))
+        numbers = pd.to_numeric(labels.where(~spelled), errors="coerce").astype(object)
+        numbers[spelled] = _distinct_map(labels[spelled], to_number)
+        has = numbers.notna()
+        out[has] = (pd.to_numeric(preds[has], errors="raise").astype(float) - numbers[has].astype(float)).abs()
     else:
         raise ValueError(f"unknown metric {metric!r}")
     return out
+
+
+def invalid_labels(frame: pd.DataFrame, loss: pd.Series) -> int:
+    """Labelled requests whose label is not a value of the target (no loss computed for them)."""
+    return int((frame["label"].notna() & loss.reindex(frame.index).isna()).sum()) if "label" in frame else 0
 
 
 @dataclass
@@ -130,6 +181,7 @@ class VariantFigures:
     median_label_delay_s: float | None
     errors: int = 0               # requests on which the variant's model raised
     error_rate: float = 0.0
+    invalid_labels: int = 0       # feedback that is no value of the target: left out, counted here
 
 
 @dataclass
@@ -145,6 +197,7 @@ class Analysis:
     looks: pd.DataFrame
     decision: Decision
     paired: StatTest | None = None  # both models on the same labelled requests (shadow scoring)
+    effect: PlannedEffect | None = None  # the MDE and margin as configured and in loss units
     computed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def summary(self) -> dict[str, Any]:
@@ -155,11 +208,15 @@ class Analysis:
                 "difference": c.difference if c else None, "ci_low": c.ci_low if c else None,
                 "ci_high": c.ci_high if c else None, "p_fixed": c.p_value if c else None,
                 "always_valid_p": self.always_valid_p, "required_per_variant": self.required_per_variant,
+                "mde": self.effect.configured if self.effect else None,
+                "mde_unit": self.effect.unit if self.effect else None,
+                "mde_loss_units": self.effect.mde if self.effect else None,
+                "non_inferiority_margin_loss_units": self.effect.margin if self.effect else None,
                 "paired_p": self.paired.p_value if self.paired else None,
                 "pairs": self.paired.detail.get("pairs", self.paired.detail.get("discordant")) if self.paired else 0,
                 **{f"{k}_{v}": getattr(f, k) for v, f in self.variants.items()
                    for k in ("requests", "users", "labelled", "metric", "latency_p95_ms", "fallback_share",
-                             "error_rate")}}
+                             "error_rate", "invalid_labels")}}
 
 
 def _figures(frame: pd.DataFrame, loss: pd.Series) -> VariantFigures:
@@ -176,7 +233,8 @@ def _figures(frame: pd.DataFrame, loss: pd.Series) -> VariantFigures:
         latency_p95_ms=float(lat.quantile(0.95)) if len(lat) else None,
         fallback_share=float((frame["model_used"] == "fallback").mean()) if len(frame) else 0.0,
         median_label_delay_s=float(delays.median()) if len(delays) else None,
-        errors=errors, error_rate=errors / len(frame) if len(frame) else 0.0)
+        errors=errors, error_rate=errors / len(frame) if len(frame) else 0.0,
+        invalid_labels=invalid_labels(frame, loss))
 
 
 def paired_losses(events: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -256,6 +314,93 @@ def sequential_looks(loss_a: np.ndarray, loss_b: np.ndarray, every: int, tau: fl
                          "p_fixed": p_fixed, "always_valid_p": np.minimum.accumulate(msprt)})
 
 
+UNIT_TEXT = {"relative": "of A's mean loss", "standardised": "standard deviations of A's loss",
+             "absolute": "in loss units"}
+
+
+@dataclass(frozen=True)
+class PlannedEffect:
+    """The minimum detectable effect and the non-inferiority margin, as configured and in loss
+    units (from A's observed loss: see :func:`assets.ab.stats.effect_in_loss_units`)."""
+
+    configured: float
+    unit: str
+    mde: float                     # in loss units; 0 while undefined
+    margin: float | None           # in loss units; None: no non-inferiority rule
+    undefined: str | None = None   # why the effect has no value in loss units yet
+    margin_text: str | None = None
+
+    def describe(self) -> str:
+        """E.g. ``10% of A's mean loss (0.0213 in loss units)``: the unit the report states."""
+        return f"{_in_unit(self.configured, self.unit)} ({self.mde:.4g} in loss units)"
+
+
+def _in_unit(value: float, unit: str) -> str:
+    if unit == "relative":
+        return f"{value:.0%} {UNIT_TEXT[unit]}"
+    return f"{value:g} {UNIT_TEXT[unit]}"
+
+
+def planned_effect(loss_a: np.ndarray, cfg: ABConfig) -> PlannedEffect:
+    """``ab.mde`` and ``ab.non_inferiority_margin`` in loss units, scaled by A's observed loss
+    (``loss_a``: A's per-request losses, on the pairs for the paired basis). Re-estimated at
+    every analysis: the scale is A's, never B's, so it does not move with the effect tested."""
+    mean = float(np.mean(loss_a)) if len(loss_a) else 0.0
+    sd = float(np.std(loss_a, ddof=1)) if len(loss_a) >= 2 else 0.0
+    mde = effect_in_loss_units(cfg.mde, cfg.mde_unit, mean_loss_a=mean, sd_loss_a=sd)
+    margin = None if cfg.non_inferiority_margin is None else effect_in_loss_units(
+        cfg.non_inferiority_margin, cfg.mde_unit, mean_loss_a=mean, sd_loss_a=sd)
+    undefined = None
+    if mde <= 0:
+        basis = "mean" if cfg.mde_unit == "relative" else "spread"
+        undefined = (f"the minimum detectable effect ({_in_unit(cfg.mde, cfg.mde_unit)}) is 0 in loss units: "
+                     f"A's loss has {basis} 0 over {len(loss_a)} labelled requests; waiting for more labels "
+                     f"(or set ab.mde_unit: absolute)")
+    margin_text = None if margin is None else (
+        f"{_in_unit(cfg.non_inferiority_margin, cfg.mde_unit)} ({margin:.4g} in loss units)")
+    return PlannedEffect(cfg.mde, cfg.mde_unit, mde, margin, undefined, margin_text)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the losses say, before the health checks and guardrails: the comparison, the planned
+    effect, the required sample, the looks and their always-valid p-value, the decision rules."""
+
+    comparison: Comparison | None
+    effect: PlannedEffect
+    required: int | None
+    looks: pd.DataFrame
+    always_valid_p: float | None
+    rules: DecisionRules
+
+
+def weigh(loss_a: np.ndarray, loss_b: np.ndarray, cfg: ABConfig, *, paired: bool = False) -> Evidence:
+    """The evidence of A's and B's per-request losses (time order; with ``paired``, both models on
+    the same requests), by the same rules for every metric and target scale: the MDE in loss units
+    from A's observed loss (:func:`planned_effect`), the sample size from the observed variance
+    (of the differences on pairs), the mSPRT with the MDE as the mixture's spread."""
+    compare = compare_paired if paired else compare_means
+    spread = (loss_b - loss_a) if paired and len(loss_a) else loss_a
+    comparison = compare(loss_a, loss_b) if min(len(loss_a), len(loss_b)) >= 2 else None
+    effect = planned_effect(loss_a, cfg)
+    required = None
+    if effect.mde > 0 and len(spread) >= 2 and spread.std(ddof=1) > 0:
+        required = max(cfg.min_samples, required_sample_size(effect.mde, float(spread.std(ddof=1)), cfg.alpha,
+                                                             cfg.power, paired=paired))
+    # the mixture's spread is the MDE in loss units; a positive placeholder while it is undefined
+    # (no look is decided then: `undefined_effect` holds the decision at `continue`)
+    tau = effect.mde if effect.mde > 0 else 1.0
+    looks = sequential_looks(loss_a, loss_b, cfg.look_every, tau, paired=paired)
+    always_valid = float(looks["always_valid_p"].iloc[-1]) if len(looks) else None
+    rules = DecisionRules(alpha=cfg.alpha, srm_alpha=cfg.srm_alpha, label_alpha=cfg.label_alpha, tau=tau,
+                          min_samples=required or cfg.min_samples, non_inferiority_margin=effect.margin,
+                          latency_p95_ratio=cfg.latency_p95_ratio, fallback_share_margin=cfg.fallback_share_margin,
+                          error_rate_margin=cfg.error_rate_margin,
+                          undefined_effect=effect.undefined if comparison is not None else None,
+                          margin_text=effect.margin_text)
+    return Evidence(comparison, effect, required, looks, always_valid, rules)
+
+
 def analyse(events: pd.DataFrame, experiment: Experiment, task: str, cfg: ABConfig) -> Analysis:
     """The analysis of one experiment's labelled request log (see :func:`labelled_events`)."""
     metric = metric_of(task, cfg)
@@ -266,29 +411,18 @@ def analyse(events: pd.DataFrame, experiment: Experiment, task: str, cfg: ABConf
     srm = srm_test(figures[A].users, figures[B].users, experiment.ab_split_b)
     labels = label_balance_test(figures[A].labelled, figures[A].requests, figures[B].labelled, figures[B].requests)
     paired = cfg.decision_basis == "paired"
-    if paired:  # both models on the same requests: the spread that matters is the differences'
+    if paired:  # both models on the same requests
         loss_a, loss_b = paired_losses(events, metric)
-        compare, spread = compare_paired, (loss_b - loss_a) if len(loss_a) else loss_a
     else:
         loss_a = loss[by[A].index].dropna().to_numpy()
         loss_b = loss[by[B].index].dropna().to_numpy()
-        compare, spread = compare_means, loss_a
-    comparison = compare(loss_a, loss_b) if min(len(loss_a), len(loss_b)) >= 2 else None
-    required = None
-    if len(spread) >= 2 and spread.std(ddof=1) > 0:
-        required = max(cfg.min_samples, required_sample_size(cfg.mde, float(spread.std(ddof=1)), cfg.alpha,
-                                                             cfg.power, paired=paired))
-    looks = sequential_looks(loss_a, loss_b, cfg.look_every, cfg.mde, paired=paired)
-    always_valid = float(looks["always_valid_p"].iloc[-1]) if len(looks) else None
-    rules = DecisionRules(alpha=cfg.alpha, srm_alpha=cfg.srm_alpha, label_alpha=cfg.label_alpha, tau=cfg.mde,
-                          min_samples=required or cfg.min_samples,
-                          non_inferiority_margin=cfg.non_inferiority_margin,
-                          latency_p95_ratio=cfg.latency_p95_ratio, fallback_share_margin=cfg.fallback_share_margin,
-                          error_rate_margin=cfg.error_rate_margin)
+    evidence = weigh(loss_a, loss_b, cfg, paired=paired)
     guardrails = {"fallback_share": (figures[A].fallback_share, figures[B].fallback_share),
                   "error_rate": (figures[A].error_rate, figures[B].error_rate)}
     if figures[A].latency_p95_ms is not None and figures[B].latency_p95_ms is not None:
         guardrails["latency_p95_ms"] = (figures[A].latency_p95_ms, figures[B].latency_p95_ms)
-    decision = decide(comparison, always_valid, srm, labels, guardrails=guardrails, rules=rules)
-    return Analysis(experiment, metric, figures, srm, labels, comparison, always_valid, required, looks, decision,
-                    paired_comparison(events, metric))
+    decision = decide(evidence.comparison, evidence.always_valid_p, srm, labels, guardrails=guardrails,
+                      rules=evidence.rules)
+    return Analysis(experiment, metric, figures, srm, labels, evidence.comparison, evidence.always_valid_p,
+                    evidence.required, evidence.looks, decision, paired_comparison(events, metric),
+                    effect=evidence.effect)

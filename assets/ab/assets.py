@@ -115,6 +115,8 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
         "decision": analysis.decision.action, "reason": analysis.decision.reason,
         "blocked": dg.MetadataValue.bool(analysis.decision.blocked), "experiment_id": experiment.experiment_id,
         **numbers(plotted),
+        # the unit the effect is stated in (ab.mde_unit) and its value in loss units
+        "minimum_detectable_effect": analysis.effect.describe() if analysis.effect else "n/a",
         "summary": dg.MetadataValue.md(
             f"**{analysis.decision.action.upper()}**: {analysis.decision.reason}\n\n"
             f"| variant | requests | users | labelled | loss ({analysis.metric}) | latency p95 ms | fallback "

@@ -61,6 +61,17 @@ def _plots(analysis: Analysis, events: pd.DataFrame) -> list[tuple[str, str]]:
     return out
 
 
+def _effect_text(analysis: Analysis) -> str:
+    """The MDE and margin in the configured unit and in loss units (ab.mde_unit)."""
+    e = analysis.effect
+    if e is None:
+        return "n/a"
+    text = e.describe()
+    if e.margin_text:
+        text += f"; non-inferiority margin {e.margin_text}"
+    return text + (f"; {e.undefined}" if e.undefined else "")
+
+
 def write_report(analysis: Analysis, events: pd.DataFrame, out: Path) -> Path:
     """Write the self-contained HTML report (plots inlined) and return its path."""
     d = analysis.decision
@@ -71,6 +82,7 @@ def write_report(analysis: Analysis, events: pd.DataFrame, out: Path) -> Path:
               f"split {analysis.experiment.ab_split_b:.0%} to B; metric: {analysis.metric} "
               f"(loss: lower is better); computed {analysis.computed_at:%Y-%m-%d %H:%M:%S} UTC</p>",
               f"<h2>Decision: {d.action.upper()}</h2><p>{html.escape(d.reason)}</p>",
+              f"<p><b>Minimum detectable effect</b> {html.escape(_effect_text(analysis))}</p>",
               "<p><b>Sample ratio mismatch</b> p = {:.3g}; <b>label balance</b> p = {:.3g}; "
               "<b>required per variant</b> {}; <b>always-valid p</b> {}; <b>paired test</b> {}</p>".format(
                   analysis.srm.p_value, analysis.labels.p_value, s["required_per_variant"],

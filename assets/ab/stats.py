@@ -9,7 +9,8 @@ log loss; regression: absolute error), so one set of functions serves every metr
 - :func:`msprt_p_value`: the always-valid p-value of a mixture SPRT (normal mixture over the effect),
   which stays valid however often it is looked at, so the analysis can run after every batch of
   traffic without inflating false promotions;
-- :func:`required_sample_size`: per-variant sample size for the minimum detectable effect;
+- :func:`required_sample_size`: per-variant sample size for the minimum detectable effect, which
+  :func:`effect_in_loss_units` turns from a relative or standardised effect into loss units;
 - :func:`mcnemar_test`, :func:`paired_test`: paired comparisons where both models scored the same
   requests (shadow mode);
 - :func:`decide`: promote / rollback / continue with its reason.
@@ -164,6 +165,22 @@ def required_sample_size(mde: float, sd: float, alpha: float = 0.05, power: floa
     return math.ceil((1 if paired else 2) * (z * sd / mde) ** 2)
 
 
+def effect_in_loss_units(value: float, unit: str, *, mean_loss_a: float, sd_loss_a: float) -> float:
+    """An effect (the MDE or the non-inferiority margin) in the loss's own units.
+
+    ``relative``: a share of A's observed mean loss; ``standardised``: in standard deviations of
+    A's per-request loss; ``absolute``: as given. The first two are scale-free, so the same
+    configuration decides a price in cents and one in millions, an error rate of 1% and of 40%
+    alike. Zero when A's loss (or its spread) is zero: no relative effect is defined then."""
+    if unit == "relative":
+        return value * mean_loss_a
+    if unit == "standardised":
+        return value * sd_loss_a
+    if unit == "absolute":
+        return value
+    raise ValueError(f"unknown effect unit {unit!r}: relative, standardised or absolute")
+
+
 def mcnemar_test(only_a_right: int, only_b_right: int) -> StatTest:
     """McNemar's exact test on the discordant pairs of a paired classification comparison."""
     n = only_a_right + only_b_right
@@ -189,12 +206,14 @@ class DecisionRules:
     alpha: float = 0.05             # of the always-valid p-value
     srm_alpha: float = 0.001
     label_alpha: float = 0.001
-    tau: float = 0.02               # mixing sd of the effect, in loss units (about the MDE)
+    tau: float = 0.02               # mixing sd of the effect, in loss units (the MDE in loss units)
     min_samples: int = 200          # labelled requests per variant before any decision
     non_inferiority_margin: float | None = None  # promote when B - A < margin (always-valid upper bound)
     latency_p95_ratio: float = 1.25  # B's p95 may be at most this times A's
     fallback_share_margin: float = 0.05  # B's fallback share may exceed A's by at most this
     error_rate_margin: float = 0.01  # B's error rate (its model raised) may exceed A's by at most this
+    undefined_effect: str | None = None  # why the MDE has no value in loss units yet (no decision then)
+    margin_text: str | None = None  # the margin as configured, e.g. "7% of A's loss (0.0213)", for the reason
 
 
 @dataclass(frozen=True)
@@ -238,6 +257,8 @@ def decide(comparison: Comparison | None, always_valid_p: float | None, srm: Sta
     if fb and fb[1] > fb[0] + rules.fallback_share_margin:
         return Decision(ROLLBACK, f"guardrail: B's fallback share {fb[1]:.1%} exceeds A's {fb[0]:.1%} "
                                   f"+ {rules.fallback_share_margin:.0%}", always_valid_p)
+    if rules.undefined_effect is not None:
+        return Decision(CONTINUE, rules.undefined_effect, always_valid_p)
     if comparison is None or min(comparison.n_a, comparison.n_b) < rules.min_samples:
         have = 0 if comparison is None else min(comparison.n_a, comparison.n_b)
         unit = "labelled pairs" if comparison is not None and comparison.paired else "labelled requests per variant"
@@ -252,7 +273,8 @@ def decide(comparison: Comparison | None, always_valid_p: float | None, srm: Sta
     if rules.non_inferiority_margin is not None:
         _, high = always_valid_interval(c.difference, c.variance, rules.tau, rules.alpha)
         if high < rules.non_inferiority_margin:
-            return Decision(PROMOTE, f"B is not worse than A by more than {rules.non_inferiority_margin} (always-"
+            margin = rules.margin_text or f"{rules.non_inferiority_margin:.4g}"
+            return Decision(PROMOTE, f"B is not worse than A by more than {margin} (always-"
                                      f"valid upper bound {high:+.4f}): {effect}", always_valid_p)
     return Decision(CONTINUE, f"no significant difference yet: {effect}, always-valid p="
                               f"{always_valid_p if always_valid_p is None else round(always_valid_p, 3)}",

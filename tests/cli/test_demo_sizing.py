@@ -37,14 +37,21 @@ def test_accuracy_need_comes_from_prods_holdout_accuracy_and_the_smaller_arm(tmp
 
 def test_mae_spread_is_sqrt_of_rmse_squared_minus_mae_squared(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, {"dataset": {"task": "regression", "target": "amount", "numeric": ["temp", "visits"]},
-                          "ab": {"mde": 1.0}})
+                          "ab": {"mde": 1.0, "mde_unit": "absolute"}})
     sizing = demo_sizing({"MAE": 3.0, "RMSE": 5.0, "R2": 0.4}, cfg)
     assert sizing.required_per_variant == _n(1.0, 4.0)  # sqrt(25 - 9) = 4
+    relative = demo_sizing({"MAE": 3.0, "RMSE": 5.0}, _cfg(tmp_path / "rel", {"dataset": {
+        "task": "regression", "target": "amount", "numeric": ["temp", "visits"]}, "ab": {"mde": 0.1}}))
+    assert relative.required_per_variant == _n(0.3, 4.0)  # 10% of A's MAE 3, on any scale of the target
+    cents = demo_sizing({"MAE": 300.0, "RMSE": 500.0}, _cfg(tmp_path / "cents", {"dataset": {
+        "task": "regression", "target": "amount", "numeric": ["temp", "visits"]}, "ab": {"mde": 0.1}}))
+    assert cents.required_per_variant == relative.required_per_variant
     assert sizing.users == 2 * sizing.required_per_variant
 
 
 def test_the_floor_and_the_unknown_spread(tmp_path: Path) -> None:
-    easy = demo_sizing({"Accuracy": 0.999}, _cfg(tmp_path / "a", {"ab": {"min_samples": 500}}))
+    easy = demo_sizing({"Accuracy": 0.999}, _cfg(tmp_path / "a", {"ab": {"min_samples": 500, "mde": 0.02,
+                                                                                "mde_unit": "absolute"}}))
     assert easy.required_per_variant == 500  # the power calculation asks for fewer: the floor holds
     unknown = demo_sizing({"Accuracy": 0.8, "LogLoss": 0.4}, _cfg(tmp_path / "b", {"ab": {"metric": "log_loss"}}))
     assert (unknown.users, unknown.required_per_variant) == (None, None)
@@ -56,14 +63,15 @@ def test_the_floor_and_the_unknown_spread(tmp_path: Path) -> None:
 
 
 def test_paired_decisions_are_sized_on_the_shadow_share(tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path, {"router": {"shadow_share": 0.5}, "ab": {"decision_basis": "paired"}})
+    cfg = _cfg(tmp_path, {"router": {"shadow_share": 0.5}, "ab": {"decision_basis": "paired", "mde": 0.02,
+                                                                   "mde_unit": "absolute"}})
     sizing = demo_sizing({"Accuracy": 0.8}, cfg)
     assert sizing.required_per_variant == _n(0.02, 0.4 * math.sqrt(2), k=1)
     assert sizing.users == 2 * sizing.required_per_variant
 
 
 def test_describe_says_when_the_data_holds_fewer_users_than_the_test_needs(tmp_path: Path) -> None:
-    sizing = demo_sizing({"Accuracy": 0.8}, _cfg(tmp_path))
+    sizing = demo_sizing({"Accuracy": 0.8}, _cfg(tmp_path))  # default: 10% of A's loss 0.2 = 0.02
     short = sizing.describe(1_200, 1_200, ["batch_00004", "batch_00003"])
     assert short.startswith("1,200 users drawn from the latest 2 batch(es) (1,200 rows): FEWER than the 12,560 "
                             "the A/B test needs for 6,280")

@@ -13,7 +13,7 @@ from sensors.drift import CoolDown, DriftCursor, DriftEvent, plan_drift_requests
 
 DAY = 86_400.0
 NOW = 1_700_000_000.0  # one wall-clock instant: the whole replay happens "now"
-JUDGE_ROWS = 1000      # training.holdout_min_rows
+JUDGE_ROWS = 1000      # assets.training.data.judge_rows: a new model's hold-out
 
 
 def event(i: int, *, drifted: bool = True, rows: int = 400, end_day: float | None = None,
@@ -39,7 +39,7 @@ def test_default_cooldown_lasts_until_the_newer_batches_can_judge_the_model() ->
     assert all(p.mode == "full" for p in planned)
     assert len(skipped) == 6
     assert "2 newer batch(es) with 800 labelled rows since b1" in skipped[1]
-    assert "1000 (training.holdout_min_rows)" in skipped[1]
+    assert "1000 labelled rows (a new model's hold-out)" in skipped[1]
     assert cursor.last_full.batch_id == "b10" and cursor.last_full.batch_end == 10 * DAY
 
 
