@@ -178,6 +178,11 @@ def fallback_note(versus: dict[str, Any]) -> str:
             "by time-series CV, is kept")
 
 
+# the metric the gate falls back on when the sort metric is undefined on a hold-out: defined on any
+# labelled rows (accuracy needs no probability column per class, MAE no variance)
+DEFINED_EVERYWHERE = {"classification": "Accuracy", "regression": "MAE"}
+
+
 def gate_decision(candidate: dict[str, float], prod: dict[str, float] | None, cfg: PipelineConfig,
                   naive: dict[str, float] | None = None, *, fallback: dict[str, Any] | None = None) -> dict:
     """Pass when the hold-out metric clears the floor and is not worse than prod beyond tolerance.
@@ -190,10 +195,15 @@ def gate_decision(candidate: dict[str, float], prod: dict[str, float] | None, cf
     """
     metric, gate = cfg.sort_metric, cfg.training.gate
     value = candidate.get(metric)
-    if value is None:
-        return {"passed": False, "metric": metric, "reason": f"{metric} could not be computed on the hold-out"}
+    note = None
+    if value is None:  # e.g. AUC on a hold-out holding a class the model never saw
+        defined = DEFINED_EVERYWHERE[cfg.dataset.task]
+        if candidate.get(defined) is None:
+            return {"passed": False, "metric": metric, "reason": f"{metric} could not be computed on the hold-out"}
+        note = f"{metric} is undefined on this hold-out, so {defined} decides"
+        metric, value = defined, candidate[defined]
     up = higher_is_better(metric)
-    if gate.min_score is not None:
+    if gate.min_score is not None and note is None:
         floor, floor_source = gate.min_score, "training.gate.min_score"
         floor_ok = value >= floor if up else value <= floor
     elif naive is not None and naive.get(metric) is not None:
@@ -209,6 +219,8 @@ def gate_decision(candidate: dict[str, float], prod: dict[str, float] | None, cf
         if not ok:
             reasons.append(f"{metric}={value:.4f} is worse than prod's {prod_value:.4f} beyond {gate.tolerance}")
     reason = "; ".join(reasons) or "clears the floor and is not worse than prod"
+    if note:
+        reason = f"{note}: {reason}"
     out = {"passed": not reasons, "metric": metric, "candidate": value, "prod": prod_value,
            "floor": floor, "floor_source": floor_source, "naive": naive, "tolerance": gate.tolerance,
            "reason": reason}

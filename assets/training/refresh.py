@@ -95,6 +95,9 @@ def refit_incrementally(model: Any, family: str, frame: pd.DataFrame, served: Se
     data = model_frame(frame, spec)
     x = refreshed[:-1].transform(data.drop(columns=[spec.target]))
     y = data[spec.target]
+    encoder = dict(refreshed.steps).get("label_encoding")
+    if encoder is not None:  # the estimator learned PyCaret's encoded classes (0..k-1), not the labels
+        y = pd.Series(encoder.transformer.transform(y), index=y.index)
     if family == "lightgbm":
         estimator.set_params(n_estimators=trees)
         estimator.fit(x, y, init_model=model.steps[-1][1].booster_)

@@ -76,6 +76,8 @@ def retrain(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
     versus = compare_with_fallback(search.pipeline, fallback, data.holdout, spec, cfg.sort_metric,
                                    seed=cfg.training.session_id)
     gate = gate_decision(holdout, prod_metrics, cfg, naive, fallback=versus)
+    if search.notes:  # what the search left out, in the registry row and the run's metadata
+        gate["search_notes"] = search.notes
     outcome = RetrainOutcome(run_id, search.leaderboard, holdout, gate, aliases=current,
                              train_rows=len(data.train), holdout_rows=len(data.holdout),
                              train_batches=data.train_batches, holdout_batches=data.holdout_batches,

@@ -105,12 +105,39 @@ class SearchResult:
     notes: list[str] = field(default_factory=list)
 
 
+def late_classes(train: pd.DataFrame, spec: FeatureSpec, train_fraction: float) -> dict[str, int]:
+    """Classes of a time-ordered window that first appear after its earlier ``train_fraction``
+    (PyCaret's training split, not shuffled), with their row counts. PyCaret fits its label
+    encoder on that split, so such a class fails its setup ('y contains previously unseen
+    labels'); no model of this window could learn it either."""
+    if spec.task != "classification" or train.empty:
+        return {}
+    cut = int(len(train) * train_fraction)
+    y = train[spec.target].reset_index(drop=True)
+    seen = set(y.iloc[:cut].dropna())
+    late = y.iloc[cut:][~y.iloc[cut:].isin(seen)].dropna()
+    return {str(k): int(v) for k, v in late.value_counts().items()}
+
+
 def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_id: str,
                progress: Any = None) -> SearchResult:
-    """compare_models for every preprocessing variant, tune the best, finalize it on the window."""
+    """compare_models for every preprocessing variant, tune the best, finalize it on the window.
+
+    Rows of a class that only appears in the last part of the window (:func:`late_classes`) are
+    left out of this search, and the result's ``notes`` say so: the next window, where the class
+    appears early enough, learns it."""
     t, metric = cfg.training, cfg.sort_metric
     started = time.perf_counter()
     say = progress or log.info
+    notes: list[str] = []
+    late = late_classes(train, spec, t.train_fraction)
+    if late:
+        keep = ~train[spec.target].astype(object).map(str).isin(late).to_numpy()
+        notes.append(f"class(es) {late} first appear in the last {1 - t.train_fraction:.0%} of the window: "
+                     f"their {sum(late.values())} row(s) are left out of this search (no model of this window "
+                     "could learn them; a later window will)")
+        say(notes[-1])
+        train = train[keep].reset_index(drop=True)
     rows: list[dict] = []
     best: tuple[float, Any, Any, str, str] | None = None  # (score, model, exp, variant, model_id)
     sign = 1 if higher_is_better(metric) else -1
@@ -157,4 +184,4 @@ def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_
     board.insert(0, "trained_at", datetime.now(UTC))
     board.insert(0, "run_id", run_id)
     return SearchResult(final, model_id, type(final.steps[-1][1]).__name__, variant_name, cv, board, bounds,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, notes)

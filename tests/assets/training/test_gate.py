@@ -57,3 +57,23 @@ def test_a_class_the_model_never_saw_leaves_auc_and_log_loss_out() -> None:
     proba = pd.DataFrame({"a": [0.7, 0.2, 0.5], "b": [0.3, 0.8, 0.5]}).to_numpy()
     out = metrics_of(y, pd.Series(["a", "b", "a"]).to_numpy(dtype=object), proba, ["a", "b"], "classification")
     assert set(out) == {"Accuracy", "F1"} and out["Accuracy"] == pytest.approx(2 / 3)
+
+
+def test_an_undefined_sort_metric_hands_the_decision_to_accuracy(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "classification", {"min_score": 0.7})  # an AUC floor: not in accuracy's units
+    decision = gate_decision({"Accuracy": 0.8, "F1": 0.7}, {"Accuracy": 0.78, "AUC": 0.9}, cfg,
+                             {"Accuracy": 0.6, "AUC": 0.5})
+    assert decision["passed"] and decision["metric"] == "Accuracy" and decision["floor"] == 0.6
+    assert decision["reason"].startswith("AUC is undefined on this hold-out, so Accuracy decides: ")
+    worse = gate_decision({"Accuracy": 0.7}, {"Accuracy": 0.78}, cfg, {"Accuracy": 0.6})
+    assert not worse["passed"] and "worse than prod's 0.7800" in worse["reason"]
+
+
+def test_a_class_that_appears_late_in_the_window_is_named_not_crashed_on() -> None:
+    from assets.training.search import late_classes
+
+    frame = pd.DataFrame({"x": range(10), "y": ["a", "b"] * 4 + ["c", "c"]})
+    assert late_classes(frame, _spec("classification"), 0.8) == {"c": 2}
+    assert late_classes(frame, _spec("classification"), 0.9) == {}  # the first "c" is in the training split
+    assert late_classes(frame.iloc[:8], _spec("classification"), 0.8) == {}
+    assert late_classes(frame.assign(y=range(10)), _spec("regression"), 0.8) == {}

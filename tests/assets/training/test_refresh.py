@@ -13,9 +13,10 @@ from tests.support.pipeline import FAST, Pipeline
 pytestmark = pytest.mark.slow  # AutoML runs, then refreshes
 
 
-def _pipe(tmp_path: Path, models: list[str]) -> Pipeline:
+def _pipe(tmp_path: Path, models: list[str], source=None) -> Pipeline:
     override = {"training": {**FAST, "models": models, "refresh_min_rows": 300, "refresh_trees": 20}}
-    return Pipeline(tmp_path, config_path=write_config(tmp_path / "cfg", override, source=make_source(1500)))
+    return Pipeline(tmp_path, config_path=write_config(tmp_path / "cfg", override,
+                                                       source=make_source(1500) if source is None else source))
 
 
 def _retrain(pipe: Pipeline, mode: str) -> None:
@@ -85,11 +86,16 @@ def _trees(estimator) -> int:
     return len(estimator.estimators_) if hasattr(estimator, "estimators_") else estimator.booster_.num_trees()
 
 
-@pytest.mark.parametrize("family", ["rf", "lightgbm"])
-def test_tree_ensembles_refresh_incrementally(tmp_path: Path, family: str) -> None:
+@pytest.mark.parametrize(("family", "words"), [("rf", False), ("lightgbm", False), ("lightgbm", True)])
+def test_tree_ensembles_refresh_incrementally(tmp_path: Path, family: str, words: bool) -> None:
+    """``words``: classes that are not yes/no (PyCaret label-encodes them inside the pipeline, and
+    the estimator must keep learning the encoded classes: the raw ones failed every refresh)."""
     from assets.training.refresh import refresh
 
-    pipe = _pipe(tmp_path, [family])
+    source = make_source(1500)
+    if words:
+        source["churn"] = source["churn"].map({"yes": "leaves", "no": "stays"})
+    pipe = _pipe(tmp_path, [family], source)
     registry = ModelRegistry(pipe.lake, pipe.paths.artifacts)
     for _ in range(3):
         assert pipe.emit_and_run().success
@@ -104,3 +110,7 @@ def test_tree_ensembles_refresh_incrementally(tmp_path: Path, family: str) -> No
     refreshed = registry.load(outcome.version).steps[-1][1]
     assert _trees(refreshed) == prod_trees + 20  # old trees kept, 20 grown on the new rows
     assert outcome.gate["refresh"]["method"].startswith("incremental: ")
+    if words:
+        from serving.model_io import class_labels
+
+        assert class_labels(registry.load(outcome.version)) == ["leaves", "stays"]
