@@ -106,7 +106,15 @@ def reset_data_root(paths: DataPaths) -> None:
     paths.ensure()
 
 
-def run_demo(paths: DataPaths, batches: int | None, initial: int) -> int:
+def initial_batches(planned: int, asked: int | None = None) -> int:
+    """Batches the demo ingests before the first model: ``asked``, or the first half of the stream
+    (the model is then checked for drift on as many batches as it learned from); at least two,
+    since a model needs one batch to train on and a later one to be judged on; at most all."""
+    wanted = asked if asked is not None else planned // 2
+    return max(1, min(max(2, wanted), planned))
+
+
+def run_demo(paths: DataPaths, batches: int | None, initial: int | None = None) -> int:
     """The loop on the configured data: ingest the first batches, train prod, then stream the rest
     with a drift check per batch (a drifted batch starts the retraining drift_sensor would), then
     as many users as the latest batches hold against the router (sized by :func:`demo_sizing`)."""
@@ -120,7 +128,7 @@ def run_demo(paths: DataPaths, batches: int | None, initial: int) -> int:
     reset_data_root(paths)
     emulator = StreamEmulator(cfg, paths)
     plan = emulator.plan[:batches] if batches else emulator.plan
-    first = max(1, min(initial, len(plan) - 1))
+    first = initial_batches(len(plan), initial)
     print(f"[1/7] stream: {cfg.dataset.name} -> {len(plan)} batches by {cfg.stream.batch_by} "
           f"({cfg.stream.batch_window if cfg.stream.batch_by == 'time' else cfg.stream.batch_rows}); "
           f"the first {first} now, the others after the first model", flush=True)

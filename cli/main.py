@@ -55,8 +55,9 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
                         help="configuration file (default: LAKEHOUSE_CONFIG or config/pipeline.yaml)")
     parser.add_argument("-data", "--data", help="data root (default: LAKEHOUSE_DATA or ./data)")
     parser.add_argument("-batches", "--batches", type=int, help="demo: only the first N batches")
-    parser.add_argument("-initial-batches", "--initial-batches", type=int, default=4,
-                        help="demo: batches ingested before the first model is trained (default 4)")
+    parser.add_argument("-initial-batches", "--initial-batches", type=int, default=None,
+                        help="demo: batches ingested before the first model is trained (default: the first "
+                        "half of the stream, at least two)")
     return parser
 
 

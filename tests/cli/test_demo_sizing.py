@@ -97,3 +97,10 @@ def test_users_are_pooled_from_the_latest_batches_as_many_as_they_hold(tmp_path:
     assert (unseen.batches, len(unseen.rows)) == (["batch_00003", "batch_00002"], 350)
     with pytest.raises(LookupError, match="no ingested batch file"):
         latest_rows(data_paths(tmp_path / "empty").ensure(), 10)
+
+
+def test_the_demo_trains_on_the_first_half_of_the_stream() -> None:
+    from cli.demo import initial_batches
+
+    assert [initial_batches(n) for n in (1, 2, 3, 6, 7, 12)] == [1, 2, 2, 3, 3, 6]
+    assert initial_batches(12, 4) == 4 and initial_batches(3, 10) == 3 and initial_batches(6, 1) == 2
