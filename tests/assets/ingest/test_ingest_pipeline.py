@@ -3,6 +3,7 @@
 import json
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import pandas as pd
@@ -13,9 +14,38 @@ from tests.conftest import make_source, write_config
 from tests.support.pipeline import Pipeline
 
 
+class Ingested(NamedTuple):
+    pipe: Pipeline                              # three batches, one Dagster instance: only read
+    results: list[dg.ExecuteInProcessResult]    # its three ingest runs, in order
+    after: dict[int, Pipeline]                  # its data root after 1 and after 2 batches (copies)
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Ingested:
+    """The toy stream's three batches ingested once for the module (an ingest run costs ~1.5 s,
+    mostly the EDA report), the data root copied after the first and after the second batch. A test
+    that starts from an ingested lake works on a private copy of one of those; the original is only
+    read (test_three_batches_flow_into_every_table)."""
+    pipe = Pipeline(tmp_path_factory.mktemp("ingested"))
+    results, after = [], {}
+    for n in (1, 2, 3):
+        results.append(pipe.emit_and_run())
+        if n in (1, 2):
+            assert results[-1].success, f"batch {n} of the shared lake failed"
+            after[n] = pipe.copy_to(tmp_path_factory.mktemp(f"after_{n}_batches"))
+    return Ingested(pipe, results, after)
+
+
 @pytest.fixture
-def pipe(tmp_path: Path) -> Pipeline:
-    return Pipeline(tmp_path)
+def after_one_batch(ingested: Ingested, tmp_path: Path) -> Pipeline:
+    """batch_00001 ingested (a private copy); the emulator's next batch is batch_00002."""
+    return ingested.after[1].copy_to(tmp_path)
+
+
+@pytest.fixture
+def after_two_batches(ingested: Ingested, tmp_path: Path) -> Pipeline:
+    """batch_00001 and batch_00002 ingested (a private copy); the next batch is batch_00003."""
+    return ingested.after[2].copy_to(tmp_path)
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
@@ -23,9 +53,9 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
                     for e in result.all_events if e.is_step_failure and e.step_failure_data.user_failure_data)
 
 
-def test_three_batches_flow_into_every_table(pipe: Pipeline) -> None:
-    results = [pipe.emit_and_run() for _ in range(3)]
-    assert all(r.success for r in results)
+def test_three_batches_flow_into_every_table(ingested: Ingested) -> None:
+    pipe, results = ingested.pipe, ingested.results  # three emit_and_run() on a new lake and instance
+    assert len(results) == 3 and all(r.success for r in results)
     raw = pipe.lake.read(RAW)
     assert len(raw) == 900
     assert raw.groupby("_batch_id").size().to_dict() == {"batch_00001": 300, "batch_00002": 300, "batch_00003": 300}
@@ -60,8 +90,8 @@ def test_three_batches_flow_into_every_table(pipe: Pipeline) -> None:
     assert mat.asset_materialization.metadata["quality_score"].value > 0.8
 
 
-def test_rerunning_a_batch_replaces_it(pipe: Pipeline) -> None:
-    assert pipe.emit_and_run().success and pipe.emit_and_run().success
+def test_rerunning_a_batch_replaces_it(after_two_batches: Pipeline) -> None:
+    pipe = after_two_batches
     before = {t: pipe.count(t) for t in (RAW, CLEANED, FEATURES, QUALITY, BATCHES)}
     version = pipe.lake.version(RAW)
     # the crash case: file ingested but never moved out of the inbox, so it arrives again
@@ -88,8 +118,8 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("code", sorted(MALFORMED))
-def test_malformed_batch_is_quarantined_and_the_next_batch_flows(pipe: Pipeline, code: str) -> None:
-    assert pipe.emit_and_run().success
+def test_malformed_batch_is_quarantined_and_the_next_batch_flows(after_one_batch: Pipeline, code: str) -> None:
+    pipe = after_one_batch
     good = pipe.emulator.emit_next()
     text = good.path.read_text()
     good.path.rename(pipe.paths.root / "held_back.csv")
@@ -108,8 +138,8 @@ def test_malformed_batch_is_quarantined_and_the_next_batch_flows(pipe: Pipeline,
     assert sorted(pipe.lake.read(FEATURES)["_batch_id"].unique()) == ["batch_00001", "batch_00003"]
 
 
-def test_header_only_file_is_empty(pipe: Pipeline) -> None:
-    assert pipe.emit_and_run().success
+def test_header_only_file_is_empty(after_one_batch: Pipeline) -> None:
+    pipe = after_one_batch
     (pipe.paths.inbox / "batch_00009.csv").write_text("ts,city,plan,temp,amount,visits,row_id,churn\n")
     result = pipe.run("batch_00009")
     assert not result.success and "quarantined (empty)" in _failure_message(result)
@@ -125,12 +155,11 @@ def test_failing_blocking_quality_check_stops_cleaning(tmp_path: Path) -> None:
     assert pipe.lake.exists(QUALITY) and not pipe.lake.exists(CLEANED)  # stopped before cleaning
 
 
-def test_tables_are_real_delta_tables_for_duckdb(pipe: Pipeline) -> None:
+def test_tables_are_real_delta_tables_for_duckdb(after_two_batches: Pipeline) -> None:
     import duckdb
     import duckdb_extensions
 
-    for _ in range(2):
-        assert pipe.emit_and_run().success
+    pipe = after_two_batches
     duckdb_extensions.import_extension("delta")
     con = duckdb.connect()
     con.load_extension("delta")
