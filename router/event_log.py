@@ -109,7 +109,17 @@ class EventLog:
         Raises on any failure (unserialisable event, NaN, full disk, closed log): the caller must
         answer 503, never pretend the event was logged.
         """
-        data = (json.dumps(event, separators=(",", ":"), default=str, allow_nan=False) + "\n").encode()
+        self.append_many([event])
+
+    def append_many(self, events: list[dict[str, Any]]) -> None:
+        """Write ``events`` as consecutive JSON lines of one segment in one write: all of them are in
+        the kernel when this returns, or (on an exception) none was accepted. A crash inside the
+        write can leave a torn last line, which the reader skips as corrupt, as it does for
+        :meth:`append`; the caller answered nothing, so the client retries them all."""
+        data = b"".join((json.dumps(e, separators=(",", ":"), default=str, allow_nan=False) + "\n").encode()
+                        for e in events)
+        if not data:
+            return
         to_seal: tuple[int, Path] | None = None
         with self._lock:
             if self._closed:
@@ -128,7 +138,7 @@ class EventLog:
                 raise
             self._size += len(data)
             self._dirty = True
-            self.events_written += 1
+            self.events_written += len(events)
             self.bytes_written += len(data)
         if to_seal is not None:
             # This event is already in the new segment: a failure to seal the old one must not

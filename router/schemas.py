@@ -35,6 +35,11 @@ class FeedbackRequest(_Body):
     label: JsonScalar = Field(description="The true outcome, in the target's own labels.")
 
 
+class FeedbackBatchRequest(_Body):
+    items: list[FeedbackRequest] = Field(min_length=1, description="Up to `router.max_batch_rows` outcomes; "
+                                         "all are logged, or none (any bad item: 422 naming it).")
+
+
 class SplitRequest(_Body):
     ab_split_b: float = Field(ge=0.0, le=1.0, description="Share of users sent to B (staging).")
     reason: str = Field(default="", max_length=500)
@@ -68,6 +73,10 @@ class FieldError(BaseModel):
     problem: str
 
 
+class FeedbackBatchResponse(BaseModel):
+    results: list[FeedbackResponse]
+
+
 class ErrorResponse(BaseModel):
     error: str
     errors: list[FieldError] = Field(default_factory=list)
@@ -93,8 +102,9 @@ class ReloadResponse(BaseModel):
     ab_split_b: float
 
 
-MODELS = [PredictRequest, PredictBatchRequest, FeedbackRequest, SplitRequest, PredictResponse,
-          PredictBatchResponse, FeedbackResponse, ErrorResponse, HealthResponse, SplitResponse, ReloadResponse]
+MODELS = [PredictRequest, PredictBatchRequest, FeedbackRequest, FeedbackBatchRequest, SplitRequest,
+          PredictResponse, PredictBatchResponse, FeedbackResponse, FeedbackBatchResponse, ErrorResponse,
+          HealthResponse, SplitResponse, ReloadResponse]
 
 ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None, bool]] = [
     # (method, path, summary, request model, response model, admin)
@@ -105,6 +115,8 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None
      PredictResponse, False),
     ("post", "/predict_batch", "Predict many rows in one call", PredictBatchRequest, PredictBatchResponse, False),
     ("post", "/feedback", "The late true outcome of a prediction", FeedbackRequest, FeedbackResponse, False),
+    ("post", "/feedback_batch", "Many late outcomes in one call (all logged or none)", FeedbackBatchRequest,
+     FeedbackBatchResponse, False),
     ("put", "/admin/split", "Set the share of users sent to staging", SplitRequest, SplitResponse, True),
     ("post", "/admin/reload", "Reload models and split from the lake now", None, ReloadResponse, True),
     ("get", "/openapi.json", "This document", None, None, False),
@@ -131,7 +143,7 @@ def openapi_document(title: str, version: str) -> dict[str, Any]:
             op["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{request.__name__}"}}}}
             op["responses"].update({"400": error, "413": error, "415": error, "422": error})
-        if path in ("/predict", "/predict_batch", "/feedback"):
+        if path in ("/predict", "/predict_batch", "/feedback", "/feedback_batch"):
             op["responses"]["503"] = {**error, "description": "Not ready, or the request log could not be written"}
         if path in ("/predict", "/predict_batch"):
             op["responses"]["500"] = {**error, "description": "The assigned model raised and no fallback could "

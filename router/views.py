@@ -31,7 +31,14 @@ from router import metrics
 from router.event_log import EventLog
 from router.model_pool import ModelPool
 from router.plan import json_scalar, label_problem, predict
-from router.schemas import FeedbackRequest, PredictBatchRequest, PredictRequest, SplitRequest, openapi_document
+from router.schemas import (
+    FeedbackBatchRequest,
+    FeedbackRequest,
+    PredictBatchRequest,
+    PredictRequest,
+    SplitRequest,
+    openapi_document,
+)
 from router.validation import Problem, RequestInvalid, expected_fields
 from serving.model_io import class_labels
 from serving.scoring import ServedModel
@@ -220,23 +227,40 @@ def predict_batch():
 @bp.post("/feedback")
 def feedback():
     ctx = _ctx()
-    body = _body(FeedbackRequest)
+    [answer] = _log_feedback(ctx, [_body(FeedbackRequest)], prefix="")
+    return jsonify(answer)
+
+
+@bp.post("/feedback_batch")
+def feedback_batch():
+    ctx = _ctx()
+    body = _body(FeedbackBatchRequest)
+    limit = ctx.cfg.router.max_batch_rows
+    if len(body.items) > limit:
+        raise RequestInvalid([Problem("items", f"{len(body.items)} items, at most {limit} per call")], status=413)
+    return jsonify({"results": _log_feedback(ctx, body.items, prefix="items.")})
+
+
+def _log_feedback(ctx: RouterContext, items: list[FeedbackRequest], prefix: str) -> list[dict[str, Any]]:
+    """Check every label against the served models' classes (422 naming each bad one), then log all
+    the feedback events in one write, before answering: all are accepted, or none (503)."""
     state = ctx.pool.state
     if state is None:
         raise _not_ready(ctx)
-    problem = label_problem(body.label, state)
-    if problem:
-        raise RequestInvalid([Problem("label", problem)])
-    event = feedback_event(feedback_id=uuid.uuid4().hex, request_id=body.request_id, label=body.label,
-                           worker=ctx.events.writer_id)
+    problems = [Problem(f"{prefix}{i}.label" if prefix else "label", problem) for i, item in enumerate(items)
+                if (problem := label_problem(item.label, state))]
+    if problems:
+        raise RequestInvalid(problems)
+    events = [feedback_event(feedback_id=uuid.uuid4().hex, request_id=item.request_id, label=item.label,
+                             worker=ctx.events.writer_id) for item in items]
     try:
-        ctx.events.append(event)
+        ctx.events.append_many(events)
     except (OSError, ValueError) as exc:
-        metrics.LOG_FAILURES.labels("feedback").inc()
-        log.exception("request log write failed for feedback on %s", body.request_id)
-        raise RequestInvalid([Problem("log", f"the request log could not be written ({exc}); retry")],
-                             status=503) from exc
-    return jsonify({"feedback_id": event["feedback_id"], "request_id": body.request_id, "accepted": True})
+        metrics.LOG_FAILURES.labels("feedback").inc(len(events))
+        log.exception("request log write failed for feedback on %s", [item.request_id for item in items][:5])
+        raise RequestInvalid([Problem("log", f"the request log could not be written ({exc}); nothing was "
+                                             "accepted, retry")], status=503) from exc
+    return [{"feedback_id": e["feedback_id"], "request_id": e["request_id"], "accepted": True} for e in events]
 
 
 @bp.put("/admin/split")

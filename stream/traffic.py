@@ -1,4 +1,5 @@
-"""A client of the router: raw rows -> /predict requests, then their true labels -> /feedback.
+"""A client of the router: raw rows -> /predict requests, then their true labels -> /feedback
+(or /predict_batch and /feedback_batch, ``batch_size`` rows a call).
 
 Used by ``run.py -mode demo`` (and the A/B loop) to play users against the real router over HTTP.
 Plain requests + threads; every loop is bounded by the number of rows.
@@ -105,24 +106,29 @@ def play(url: str, bodies: list[dict], concurrency: int = 8, timeout: float = 60
 
 
 def send_feedback(url: str, answered: list[dict], labels: dict[str, Any], *, share: float = 1.0,
-                  timeout: float = 30.0, concurrency: int = 8) -> int:
-    """POST the true label of (a deterministic ``share`` of) the answered requests; returns how many
-    were accepted. ``labels`` maps user_id -> label in the model's classes."""
-    todo = [r for i, r in enumerate(answered) if i % 1000 < share * 1000 and r["user_id"] in labels]
+                  timeout: float = 30.0, concurrency: int = 8, batch_size: int = 1) -> int:
+    """POST the true label of (a deterministic ``share`` of) the answered requests: one per
+    /feedback call, or ``batch_size`` per /feedback_batch call; returns how many were accepted.
+    ``labels`` maps user_id -> label in the model's classes."""
+    todo = [{"request_id": r["request_id"], "label": labels[r["user_id"]]}
+            for i, r in enumerate(answered) if i % 1000 < share * 1000 and r["user_id"] in labels]
+    calls = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     accepted = 0
     lock = threading.Lock()
 
-    def run(chunk: list[dict]) -> None:
+    def run(chunk: list[list[dict]]) -> None:
         nonlocal accepted
         with requests.Session() as s:
-            for result in chunk:
-                r = s.post(f"{url}/feedback", json={"request_id": result["request_id"],
-                                                    "label": labels[result["user_id"]]}, timeout=timeout)
-                with lock:
-                    accepted += r.status_code == 200
+            for call in chunk:
+                if batch_size == 1:
+                    r = s.post(f"{url}/feedback", json=call[0], timeout=timeout)
+                else:
+                    r = s.post(f"{url}/feedback_batch", json={"items": call}, timeout=timeout)
+                with lock:  # a batch is accepted whole or not at all
+                    accepted += len(call) if r.status_code == 200 else 0
 
     with ThreadPoolExecutor(concurrency) as pool:
-        for future in [pool.submit(run, todo[i::concurrency]) for i in range(concurrency)]:
+        for future in [pool.submit(run, calls[i::concurrency]) for i in range(concurrency)]:
             future.result()
     return accepted
 
@@ -181,7 +187,7 @@ def simulate(cfg: Any, paths: DataPaths, url: str, *, users: int | None, rate: f
     if label_delay > 0:
         time.sleep(min(label_delay, duration))
     fed = send_feedback(url, report.answered, labels_of(rows, cfg.dataset.target, cfg.dataset.task, ids),
-                        share=label_share)
+                        share=label_share, batch_size=batch_size)
     return {**report.summary(), "labels_sent": fed, "rows_without_time": len(rows) - len(bodies),
             "users_drawn": len(rows), "requests": len(bodies), "pooled_batches": pool.batches,
             "pool_rows": pool.available,

@@ -195,6 +195,47 @@ def test_feedback_is_validated_and_accepted(client: FlaskClient) -> None:
     assert no_label.status_code == 422 and "label" in _fields(no_label)
 
 
+def test_feedback_batch_is_all_or_nothing(lakehouse: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    c = app.test_client()
+    events = app.extensions["lakehouse"].events
+    rids = [_predict(c, user=f"fbb-{i}").get_json()["request_id"] for i in range(3)]
+    before = events.events_written
+    # one bad label refuses the whole call, naming the item; nothing is logged
+    bad = c.post("/feedback_batch", json={"items": [{"request_id": rids[0], "label": 1},
+                                                    {"request_id": rids[1], "label": "maybe"},
+                                                    {"request_id": "nope", "label": 0}]})
+    assert bad.status_code == 422 and set(_fields(bad)) == {"items.2.request_id"}  # schema errors first
+    bad = c.post("/feedback_batch", json={"items": [{"request_id": rids[0], "label": 1},
+                                                    {"request_id": rids[1], "label": "maybe"}]})
+    assert bad.status_code == 422 and list(_fields(bad)) == ["items.1.label"]
+    assert c.post("/feedback_batch", json={"items": []}).status_code == 422
+    too_many = [{"request_id": rids[0], "label": 1}] * (lakehouse.cfg.router.max_batch_rows + 1)
+    assert c.post("/feedback_batch", json={"items": too_many}).status_code == 413
+    assert events.events_written == before
+
+    def disk_full(batch: list) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(events, "append_many", disk_full)
+    refused = c.post("/feedback_batch", json={"items": [{"request_id": r, "label": 0} for r in rids]})
+    assert refused.status_code == 503 and "nothing was accepted" in _fields(refused)["log"]
+    monkeypatch.undo()
+
+    ok = c.post("/feedback_batch", json={"items": [{"request_id": r, "label": label}
+                                                   for r, label in zip(rids, [1, "0", True], strict=True)]})
+    assert ok.status_code == 200
+    results = ok.get_json()["results"]
+    assert [r["request_id"] for r in results] == rids and all(r["accepted"] for r in results)
+    assert events.events_written == before + 3
+    events.close()
+    ingest_event_log(lakehouse.lake, lakehouse.paths.events, lakehouse.paths.events_ingested)
+    stored = lakehouse.lake.read(AB_FEEDBACK).set_index("feedback_id")
+    rows = stored.loc[[r["feedback_id"] for r in results]]
+    # stored as sent (label_value only for a number); the A/B join maps each spelling to its class
+    assert rows["request_id"].tolist() == rids and rows["label_value"].iloc[0] == 1.0
+
+
 def test_admin_needs_the_bearer_token_and_moves_the_split(client: FlaskClient, lakehouse: Pipeline) -> None:
     assert client.post("/admin/reload").status_code == 401
     assert client.post("/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 403
