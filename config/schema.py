@@ -234,7 +234,11 @@ class GateConfig(_Strict):
                                     "the floor is the naive baseline on the same hold-out (the training "
                                     "majority class / class shares, or the training median): a model "
                                     "must beat ignoring the features, on any scale of the target.")
-    tolerance: float = Field(default=0.01, ge=0, description="How much worse than prod it may be.")
+    tolerance: float = Field(default=0.01, ge=0, description="How much worse than prod's metric the "
+                             "candidate's may be, as a share of prod's (0.01 = 1% of prod's log loss, MAE or "
+                             "AUC): a share means the same on any scale of the target, where an absolute number "
+                             "would not (0.01 of a price in cents is nothing; of a failure rate near 0.001 it "
+                             "admits a model ten times worse).")
 
 
 class TrainingConfig(_Strict):
@@ -253,8 +257,10 @@ class TrainingConfig(_Strict):
                                        "of the window (bounds training time).")
     models: list[str] = Field(default_factory=lambda: ["lr", "knn", "dt", "rf", "et", "lightgbm"],
                               min_length=1, description="PyCaret model ids to compare.")
-    metric: str | None = Field(default=None, description="Sort metric; AUC (classification) or MAE "
-                               "(regression) when absent.")
+    metric: str | None = Field(default=None, description="Sort metric; LogLoss (classification) or MAE "
+                               "(regression) when absent: log loss is a strictly proper scoring rule, so "
+                               "it ranks the probabilities /predict returns; AUC only ranks rows and lets "
+                               "an overconfident model win (docs/lifecycle.md).")
     folds: int = Field(default=3, ge=2, description="Time-series CV folds (expanding window).")
     train_fraction: float = Field(default=0.8, gt=0.1, lt=1.0,
                                   description="Earlier share used for CV; the later rest is PyCaret's test split.")
@@ -528,7 +534,7 @@ class PipelineConfig(_Strict):
     @property
     def sort_metric(self) -> str:
         """The metric the search sorts by and the gate compares."""
-        return self.training.metric or ("AUC" if self.dataset.task == "classification" else "MAE")
+        return self.training.metric or ("LogLoss" if self.dataset.task == "classification" else "MAE")
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> PipelineConfig:

@@ -43,8 +43,7 @@ def metrics_of(y: pd.Series, pred: np.ndarray, proba: np.ndarray | None, labels:
     # column: AUC and log loss are undefined on such rows, so they are left out, not guessed
     known = set(pd.unique(y)) <= set(labels)
     if known and len(pd.unique(y)) > 1:
-        out["AUC"] = float(m.roc_auc_score(y, proba[:, 1]) if len(labels) == 2 else
-                           m.roc_auc_score(y, proba, multi_class="ovr", labels=labels))
+        out["AUC"] = class_auc(np.asarray(y), proba, labels)
     if known:
         out["LogLoss"] = float(m.log_loss(y, proba, labels=labels))
     return out
@@ -96,12 +95,22 @@ def metric_value(metric: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray
                      else m.f1_score(y, pred, average="weighted"))
     if metric == "LogLoss":
         return float(m.log_loss(y, proba, labels=labels))
-    present = pd.unique(y)
-    if len(present) < 2 or not set(present) <= set(labels):
+    if not set(pd.unique(y)) <= set(labels):
         return float("nan")
+    return class_auc(y, proba, labels)
+
+
+def class_auc(y: np.ndarray, proba: np.ndarray, labels: list) -> float:
+    """ROC AUC from class probabilities: binary on the second class; with more classes the
+    one-vs-rest macro average over the classes present in ``y`` (sklearn's ``ovr`` macro AUC when
+    every class is present; a class absent from these rows has no positives, so its AUC is
+    undefined and left out rather than failing the whole metric). NaN with fewer than two classes."""
+    y = np.asarray(y)
     if len(labels) == 2:
         return binary_auc(y == labels[1], proba[:, 1])
-    return float(m.roc_auc_score(y, proba, multi_class="ovr", labels=labels))
+    per_class = [binary_auc(y == label, proba[:, i]) for i, label in enumerate(labels)]
+    defined = [v for v in per_class if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
 
 
 def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
@@ -185,7 +194,8 @@ DEFINED_EVERYWHERE = {"classification": "Accuracy", "regression": "MAE"}
 
 def gate_decision(candidate: dict[str, float], prod: dict[str, float] | None, cfg: PipelineConfig,
                   naive: dict[str, float] | None = None, *, fallback: dict[str, Any] | None = None) -> dict:
-    """Pass when the hold-out metric clears the floor and is not worse than prod beyond tolerance.
+    """Pass when the hold-out metric clears the floor and is not worse than prod beyond the
+    tolerance, a share of prod's value (``gate.tolerance``).
 
     The floor is ``gate.min_score`` when set, else the ``naive`` baseline's value on the same
     hold-out, which the candidate must beat (strictly). ``fallback``: :func:`compare_with_fallback`
@@ -215,9 +225,11 @@ def gate_decision(candidate: dict[str, float], prod: dict[str, float] | None, cf
     reasons = [] if floor_ok else [f"{metric}={value:.4f} does not beat the floor {floor:.4f} ({floor_source})"]
     prod_value = None if prod is None else prod.get(metric)
     if prod_value is not None:
-        ok = value >= prod_value - gate.tolerance if up else value <= prod_value + gate.tolerance
+        margin = gate.tolerance * abs(prod_value)  # a share of prod's value: the same on any scale
+        ok = value >= prod_value - margin if up else value <= prod_value + margin
         if not ok:
-            reasons.append(f"{metric}={value:.4f} is worse than prod's {prod_value:.4f} beyond {gate.tolerance}")
+            reasons.append(f"{metric}={value:.4f} is worse than prod's {prod_value:.4f} beyond the tolerance "
+                           f"({gate.tolerance:.0%} of prod's, {margin:.4g})")
     reason = "; ".join(reasons) or "clears the floor and is not worse than prod"
     if note:
         reason = f"{note}: {reason}"

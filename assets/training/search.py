@@ -2,8 +2,8 @@
 
 Time order is kept everywhere: the most recent batches are held out, PyCaret's own test split
 is the later part of the training window (``data_split_shuffle=False``), and cross-validation
-uses expanding time-series folds (``fold_strategy="timeseries"``) so no fold trains on rows
-later than the rows it is validated on."""
+uses expanding time-series folds (sklearn's ``TimeSeriesSplit``, :func:`cv_folds`) so no fold
+trains on rows later than the rows it is validated on."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assets.training.evaluation import higher_is_better
+from assets.training.evaluation import higher_is_better, metric_value
 from config.schema import PipelineConfig, PreprocessingVariant
 from features import FeatureSpec
 from lake.paths import route_pycaret_log
-from serving.model_io import model_frame
+from serving.model_io import class_labels, model_frame
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,12 @@ def setup_experiment(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig
     """A PyCaret experiment on the time-ordered training window with one preprocessing variant."""
     t = cfg.training
     exp = _experiment(spec.task)
+    frame = model_frame(train, spec)
     exp.setup(
-        data=model_frame(train, spec), target=spec.target, train_size=t.train_fraction,
+        data=frame, target=spec.target, train_size=t.train_fraction,
         data_split_shuffle=False, data_split_stratify=False,
-        fold_strategy="timeseries", fold=t.folds, fold_shuffle=False,
+        fold_strategy=cv_folds(frame[spec.target], t.train_fraction, t.folds)
+        if spec.task == "classification" else "timeseries", fold=t.folds, fold_shuffle=False,
         numeric_features=[*spec.time_features, *spec.numeric], categorical_features=list(spec.categorical),
         text_features=list(spec.text) or None,
         numeric_imputation=variant.numeric_imputation, categorical_imputation=variant.categorical_imputation,
@@ -60,7 +62,43 @@ def setup_experiment(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig
         from sklearn.metrics import log_loss
 
         exp.add_metric("logloss", "LogLoss", log_loss, target="pred_proba", greater_is_better=False)
+        use_fold_scorers(exp)
     return exp
+
+
+class FoldScorer:
+    """A CV scorer (sklearn's ``scorer(estimator, X, y)``, greater is better) of one metric of
+    :func:`assets.training.evaluation.metric_value`, on the fold model's own class labels.
+
+    It replaces PyCaret's scorers for AUC and LogLoss, which fail on the folds our time-ordered
+    data produce and then count the failure as a score of 0.0 (``error_score``): PyCaret's
+    multiclass AUC calls ``decision_function`` where a model has one, whose scores do not sum to
+    1, so logistic regression scored AUC 0.0 on every fold and an overconfident decision tree won
+    the search; sklearn's log_loss fails on a fold whose validation rows lack a class, and a loss
+    of 0.0 is a perfect score. Here a metric undefined on a fold is NaN, not a number."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+
+    def __call__(self, estimator: Any, x: pd.DataFrame, y: Any) -> float:
+        proba = estimator.predict_proba(x)
+        labels = class_labels(estimator)  # the fold's classes, in predict_proba's column order
+        pred = np.asarray(labels, dtype=object)[np.argmax(proba, axis=1)]
+        value = metric_value(self.metric, np.asarray(y), pred, proba, labels=labels, task="classification")
+        return value if higher_is_better(self.metric) else -value
+
+
+# PyCaret metric ids whose scorer FoldScorer replaces, with the metric's name in metric_value
+FOLD_SCORED = {"auc": "AUC", "logloss": "LogLoss"}
+
+
+def use_fold_scorers(exp: Any) -> None:
+    """Put :class:`FoldScorer` in place of PyCaret's scorers of :data:`FOLD_SCORED`. PyCaret has no
+    public way to give a metric its own scorer (``add_metric`` takes a score function of
+    ``(y, proba)``, which cannot know a fold model's classes), so its metric containers are set."""
+    containers = exp._all_metrics
+    for metric_id, name in FOLD_SCORED.items():
+        containers[metric_id].scorer = FoldScorer(name)
 
 
 def fold_bounds(exp) -> list[tuple[int, int]]:
@@ -106,17 +144,38 @@ class SearchResult:
 
 
 def late_classes(train: pd.DataFrame, spec: FeatureSpec, train_fraction: float) -> dict[str, int]:
-    """Classes of a time-ordered window that first appear after its earlier ``train_fraction``
-    (PyCaret's training split, not shuffled), with their row counts. PyCaret fits its label
-    encoder on that split, so such a class fails its setup ('y contains previously unseen
-    labels'); no model of this window could learn it either."""
+    """Classes of a time-ordered window first seen in the later half of PyCaret's training split
+    (its earlier ``train_fraction``, not shuffled) or after it, with their row counts.
+
+    Every fold model's label encoder knows only the classes of its own training rows, so a class
+    first seen in a fold's validation rows fails the search ('y contains previously unseen
+    labels'), and one first seen after the split fails PyCaret's setup. :func:`cv_folds` starts
+    the folds' validation after every class has appeared, which keeps such a class as long as the
+    folds still validate the later half of the split: CV then compares models on at least half of
+    the window's training rows, not on a sliver of it. A class seen later than that is left out."""
     if spec.task != "classification" or train.empty:
         return {}
-    cut = int(len(train) * train_fraction)
+    cut = int(len(train) * train_fraction) // 2
     y = train[spec.target].reset_index(drop=True)
     seen = set(y.iloc[:cut].dropna())
     late = y.iloc[cut:][~y.iloc[cut:].isin(seen)].dropna()
     return {str(k): int(v) for k, v in late.value_counts().items()}
+
+
+def cv_folds(y: pd.Series, train_fraction: float, folds: int) -> str | Any:
+    """PyCaret's ``fold_strategy``: expanding time-series folds over its training split whose
+    first fold trains on every class of the split. That is sklearn's ``TimeSeriesSplit`` with its
+    default fold size ("timeseries") when every class appears within the first fold's training
+    rows; otherwise the validation folds are shrunk to the rows after the last class's first
+    appearance (:func:`late_classes` keeps that within the later half)."""
+    from sklearn.model_selection import TimeSeriesSplit
+
+    n_train = int(len(y) * train_fraction)
+    first_rows = pd.Series(np.arange(n_train)).groupby(np.asarray(y)[:n_train]).min()
+    all_seen = int(first_rows.max()) + 1 if len(first_rows) else 0
+    if all_seen <= n_train - folds * (n_train // (folds + 1)):
+        return "timeseries"
+    return TimeSeriesSplit(n_splits=folds, test_size=(n_train - all_seen) // folds)
 
 
 def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_id: str,
@@ -130,12 +189,13 @@ def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_
     started = time.perf_counter()
     say = progress or log.info
     notes: list[str] = []
-    late = late_classes(train, spec, t.train_fraction)
-    if late:
+    # leaving rows out shortens the split, so a class near the cut can become late: repeat until none
+    while late := late_classes(train, spec, t.train_fraction):
         keep = ~train[spec.target].astype(object).map(str).isin(late).to_numpy()
-        notes.append(f"class(es) {late} first appear in the last {1 - t.train_fraction:.0%} of the window: "
-                     f"their {sum(late.values())} row(s) are left out of this search (no model of this window "
-                     "could learn them; a later window will)")
+        notes.append(f"class(es) {late} first appear after the first {t.train_fraction / 2:.0%} of the window "
+                     f"(the later half of PyCaret's training split, where the CV folds validate, or after it): "
+                     f"their {sum(late.values())} row(s) are left out of this search (no fold model of this "
+                     "window could learn them; a later window will)")
         say(notes[-1])
         train = train[keep].reset_index(drop=True)
     rows: list[dict] = []
@@ -153,6 +213,11 @@ def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_
         rows += _leaderboard_rows(grid, exp, variant.name, metric, "compare")
         top = top if isinstance(top, list) else [top]
         score = float(grid.iloc[0][metric])
+        if np.isnan(score):  # FoldScorer: the metric is undefined on a fold, for every model alike
+            raise ValueError(
+                f"{metric} is undefined on at least one time-series CV fold of variant {variant.name} for every "
+                f"model (e.g. a fold whose validation rows hold a single class), so it cannot rank the search: "
+                "set training.metric to LogLoss, defined on any fold, or use fewer training.folds")
         say(f"variant {variant.name}: best {grid.index[0]} {metric}={score:.4f}")
         if best is None or sign * score > sign * best[0]:
             best = (score, top[0], exp, variant.name, str(grid.index[0]))

@@ -30,11 +30,6 @@ pytestmark = pytest.mark.slow
 
 DEMO_TIMEOUT_S = 900  # a bound for a stuck run, not a speed target: one dataset takes a minute or two
 PARALLEL_DEMOS = 2
-# measured, not yet fixed (issue 11): strict, so the fix turns these into failures until removed here
-KNOWN_FAILURES = {
-    name: "a DecisionTree wins the multiclass search on AUC and registers 0/1 probabilities: hold-out log loss "
-          "8-12 against the class shares' 1.1-1.3, though its accuracy and AUC beat them"
-    for name in ("sensors", "products")}
 
 
 def naive_baseline(train: pd.Series, holdout: pd.Series, task: str) -> dict[str, float]:
@@ -93,8 +88,7 @@ def demos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DemoRun]:
 # the first test also waits for the module fixture, i.e. every demo of the zoo (~15 minutes on two
 # cores): a bound for a stuck zoo, above the suite's per-test 600 s
 @pytest.mark.timeout(DEMO_TIMEOUT_S * len(ZOO) // PARALLEL_DEMOS)
-@pytest.mark.parametrize("entry", [pytest.param(d, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[d.name]))
-                                   if d.name in KNOWN_FAILURES else d for d in ZOO], ids=[d.name for d in ZOO])
+@pytest.mark.parametrize("entry", ZOO, ids=[d.name for d in ZOO])
 def test_the_demo_runs_every_stage_on_the_dataset(entry: ZooDataset, demos: dict[str, DemoRun]) -> None:
     run = demos[entry.name]
     done, config, data = run.done, run.config, run.data

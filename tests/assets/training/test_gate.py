@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -73,7 +74,33 @@ def test_a_class_that_appears_late_in_the_window_is_named_not_crashed_on() -> No
     from assets.training.search import late_classes
 
     frame = pd.DataFrame({"x": range(10), "y": ["a", "b"] * 4 + ["c", "c"]})
-    assert late_classes(frame, _spec("classification"), 0.8) == {"c": 2}
-    assert late_classes(frame, _spec("classification"), 0.9) == {}  # the first "c" is in the training split
+    assert late_classes(frame, _spec("classification"), 0.8) == {"c": 2}  # after the training split
+    # in the split's later half (rows 4-8 of 9), where the folds validate: late too
+    assert late_classes(frame, _spec("classification"), 0.9) == {"c": 2}
+    early = pd.DataFrame({"x": range(10), "y": ["a", "b", "a", "c", "b", "a", "b", "a", "b", "c"]})
+    assert late_classes(early, _spec("classification"), 0.8) == {}  # "c" at row 3, within the first half
     assert late_classes(frame.iloc[:8], _spec("classification"), 0.8) == {}
     assert late_classes(frame.assign(y=range(10)), _spec("regression"), 0.8) == {}
+
+
+def test_the_cv_folds_start_validating_once_every_class_has_appeared() -> None:
+    from assets.training.search import cv_folds
+
+    y = pd.Series(["a", "b"] * 50)  # 80 training rows, 3 folds of 20: the first trains on rows 0-19
+    assert cv_folds(y, 0.8, 3) == "timeseries"
+    y[:35] = "a"  # "b" first at row 35: the folds shrink to validate rows 36-79 (3 x 14, from row 38)
+    folds = list(cv_folds(y, 0.8, 3).split(np.zeros((80, 1))))
+    assert [(len(tr), te.min(), te.max()) for tr, te in folds] == [(38, 38, 51), (52, 52, 65), (66, 66, 79)]
+    assert all(set(y[tr]) == {"a", "b"} for tr, _ in folds)
+
+
+def test_the_tolerance_against_prod_is_a_share_of_prods_metric(tmp_path: Path) -> None:
+    """An absolute 0.01 let a failure-rate model five times worse than prod through (MAE 0.005 vs
+    0.001) and refused a price model 0.5% worse (MAE in cents); 1% of prod's value is right on both."""
+    cfg = _cfg(tmp_path, "regression")
+    assert cfg.training.gate.tolerance == 0.01
+    rate = gate_decision({"MAE": 0.005}, {"MAE": 0.001}, cfg, {"MAE": 0.02})
+    assert not rate["passed"] and rate["reason"] == (
+        "MAE=0.0050 is worse than prod's 0.0010 beyond the tolerance (1% of prod's, 1e-05)")
+    assert gate_decision({"MAE": 10_050.0}, {"MAE": 10_000.0}, cfg, {"MAE": 40_000.0})["passed"]
+    assert not gate_decision({"MAE": 10_150.0}, {"MAE": 10_000.0}, cfg, {"MAE": 40_000.0})["passed"]
