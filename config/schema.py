@@ -542,6 +542,11 @@ class PipelineConfig(_Strict):
         if self.training.metric is not None and self.training.metric not in allowed:
             raise ValueError(f"training.metric {self.training.metric!r} does not fit task "
                              f"{self.dataset.task!r}; expected one of {list(allowed)}")
+        if self.training.gate.min_score is not None and self.training.metric is None:
+            # a floor is a number in one metric's units: read against another default it means nothing
+            # (an AUC floor of 0.55 is a log-loss ceiling almost any model clears)
+            raise ValueError(f"training.gate.min_score {self.training.gate.min_score} is in the units of the sort "
+                             f"metric: set training.metric too (the default is {self.sort_metric})")
         return self
 
     @model_validator(mode="after")

@@ -40,6 +40,9 @@ def test_default_config_loads_and_names_the_flights_dataset() -> None:
     ({"quality": {"ranges": {"nope": {"min": 0}}}}, "<root>", "not in dataset.numeric"),
     ({"quality": {"ranges": {"temp": {"min": 5, "max": 1}}}}, "quality.ranges.temp", "greater than max"),
     ({"ab": {"decision_basis": "paired"}, "router": {"shadow_share": 0.0}}, "<root>", "set router.shadow_share"),
+    ({"training": {"gate": {"min_score": 0.55}}}, "<root>",  # an AUC floor read as a log-loss ceiling
+     "training.gate.min_score 0.55 is in the units of the sort metric: set training.metric too (the default is "
+     "LogLoss)"),
 ])
 def test_bad_config_fails_naming_the_key(tmp_path: Path, override: dict, key: str, expected: str) -> None:
     path = _write(tmp_path, deep_merge(BASE_CONFIG, override))

@@ -26,7 +26,7 @@ from router.split import assign, bucket
 from tests.support.pipeline import Pipeline
 
 FAST = {"models": ["lr", "dt"], "folds": 2, "budget_time_minutes": 0.5, "tune_top": 0, "holdout_min_rows": 200,
-        "gate": {"min_score": 0.55, "tolerance": 0.2}}
+        "metric": "AUC", "gate": {"min_score": 0.55, "tolerance": 0.2}}
 TOKEN = "s3cret-token"
 ROW = {"ts": "2024-01-20T10:00:00Z", "city": "Oslo", "plan": "pro", "temp": 21.5, "amount": 12.0, "visits": 3}
 

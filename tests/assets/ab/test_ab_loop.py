@@ -30,7 +30,7 @@ from tests.support.pipeline import Pipeline
 pytestmark = pytest.mark.slow  # the A/B loop end to end, models trained
 
 TRAINING = {"models": ["lr", "dt"], "folds": 2, "budget_time_minutes": 0.5, "tune_top": 0, "holdout_min_rows": 200,
-            "window_batches": 1, "gate": {"min_score": 0.55, "tolerance": 0.05}}
+            "window_batches": 1, "metric": "AUC", "gate": {"min_score": 0.55, "tolerance": 0.05}}
 AB = {"mde": 0.2, "min_samples": 40, "look_every": 20, "auto_promote": True, "min_new_labels": 50}
 
 

@@ -26,7 +26,8 @@ from tests.support.pipeline import Pipeline
 
 JUDGE_ROWS = 200  # FAST_TRAINING's holdout_min_rows
 FAST_TRAINING = {"models": ["lr", "dt"], "folds": 2, "budget_time_minutes": 0.5, "tune_top": 0,
-                 "holdout_min_rows": 200, "refresh_min_rows": 250, "gate": {"min_score": 0.55, "tolerance": 0.05}}
+                 "holdout_min_rows": 200, "refresh_min_rows": 250,
+                 "metric": "AUC", "gate": {"min_score": 0.55, "tolerance": 0.05}}  # an AUC floor
 
 
 def drifting_source(n: int = 1200, shifted_rows: int = 300, seed: int = 0) -> pd.DataFrame:

@@ -35,7 +35,8 @@ def _fitted_dummy(model, frame: pd.DataFrame, spec: FeatureSpec):
 
 @pytest.fixture(scope="module")
 def classification(tmp_path_factory):
-    cfg = load_config(write_config(tmp_path_factory.mktemp("cls")))
+    # these tests are about AUC's arithmetic (a prior-only model has AUC 0.5), not the default metric
+    cfg = load_config(write_config(tmp_path_factory.mktemp("cls"), {"training": {"metric": "AUC"}}))
     frame, spec = _features(cfg)
     return cfg, frame.iloc[:600], frame.iloc[600:].reset_index(drop=True), spec
 

@@ -78,7 +78,7 @@ def test_a_refresh_replaces_staging_only_when_it_beats_it_on_the_same_rows(tmp_p
     comparison = gate["staging_comparison"]
     assert comparison["staging_version"] == 3 and comparison["replace"] is False
     assert comparison["batches"] == ["batch_00005"] and comparison["rows"] == 300
-    assert comparison["metric"] == "AUC" and comparison["candidate"] == pytest.approx(comparison["staging"])
+    assert comparison["metric"] == "LogLoss" and comparison["candidate"] == pytest.approx(comparison["staging"])
     assert comparison["reason"].endswith("so the candidate is kept out; staging v3 stays")
 
 

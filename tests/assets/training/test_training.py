@@ -98,15 +98,16 @@ def test_first_model_is_prod_with_every_registry_field(trained: Pipeline) -> Non
 @pytest.mark.slow
 def test_second_run_goes_to_staging_only_when_it_passes_the_gate(trained: Pipeline) -> None:
     registry = ModelRegistry(trained.lake, trained.paths.artifacts)
+    assert trained.cfg.sort_metric == "LogLoss"  # the default: min_score is then a ceiling
     strict = trained.cfg.model_copy(update={"training": trained.cfg.training.model_copy(
-        update={"gate": trained.cfg.training.gate.model_copy(update={"min_score": 0.999})})})
+        update={"metric": "LogLoss", "gate": trained.cfg.training.gate.model_copy(update={"min_score": 0.001})})})
     refused = retrain(trained.lake, registry, strict, "run-strict")
     assert refused.version is None and not refused.gate["passed"]
-    assert "does not beat the floor 0.9990 (training.gate.min_score)" in refused.gate["reason"]
+    assert "does not beat the floor 0.0010 (training.gate.min_score)" in refused.gate["reason"]
     assert registry.aliases() == {"prod": 1, "fallback": 2} and len(registry.versions()) == 2
     passed = retrain(trained.lake, registry, trained.cfg, "run-2")
     assert passed.gate["passed"] and passed.gate["prod"] == pytest.approx(
-        json.loads(registry.get(1)["holdout_metrics"])["AUC"])  # compared on the same hold-out
+        json.loads(registry.get(1)["holdout_metrics"])["LogLoss"])  # compared on the same hold-out
     assert (passed.version, passed.alias, passed.fallback_version) == (3, "staging", 4)
     assert registry.aliases() == {"prod": 1, "staging": 3, "fallback": 4}
     history = registry.alias_history().sort_values("change_id")
@@ -162,7 +163,7 @@ def test_concurrent_alias_writers_end_consistent(lake, tmp_path: Path) -> None:
 def test_regression_config_trains_end_to_end(tmp_path: Path) -> None:
     pipe = Pipeline(tmp_path, {"dataset": {"task": "regression", "target": "amount",
                                            "numeric": ["temp", "visits"], "ignore": ["churn"]},
-                               "training": {**FAST, "gate": {"min_score": 1000.0}}})
+                               "training": {**FAST, "metric": "MAE", "gate": {"min_score": 1000.0}}})
     for _ in range(3):
         assert pipe.emit_and_run().success
     registry = ModelRegistry(pipe.lake, pipe.paths.artifacts)
@@ -249,19 +250,20 @@ def test_the_fallback_comparison_is_in_the_registry_row_the_metadata_and_the_sum
     registry = ModelRegistry(trained.lake, trained.paths.artifacts)
     versus = json.loads(registry.get(1)["gate"])["fallback"]
     # both figures are the models' own hold-out metrics on the same rows
-    assert versus["candidate"] == pytest.approx(json.loads(registry.get(1)["holdout_metrics"])["AUC"])
-    assert versus["fallback"] == pytest.approx(json.loads(registry.get(2)["holdout_metrics"])["AUC"])
-    assert versus["advantage"] == pytest.approx(versus["fallback"] - versus["candidate"])
+    assert versus["metric"] == "LogLoss"
+    assert versus["candidate"] == pytest.approx(json.loads(registry.get(1)["holdout_metrics"])["LogLoss"])
+    assert versus["fallback"] == pytest.approx(json.loads(registry.get(2)["holdout_metrics"])["LogLoss"])
+    assert versus["advantage"] == pytest.approx(versus["candidate"] - versus["fallback"])  # a loss: lower leads
     assert versus["rows"] == 300 and versus["resamples"] == 500
     assert versus["ci95"][0] <= versus["advantage"] <= versus["ci95"][1]
     assert "fallback" in json.loads(registry.get(1)["gate"])["reason"]
     event = trained.instance.get_latest_materialization_event(dg.AssetKey("candidate_models"))
     metadata = event.asset_materialization.metadata
-    assert metadata["holdout_fallback_AUC"].value == pytest.approx(versus["fallback"])
+    assert metadata["holdout_fallback_LogLoss"].value == pytest.approx(versus["fallback"])
     assert metadata["fallback_beats_candidate"].value is versus["fallback_better"]
     assert metadata["fallback_comparison"].data["ci95"] == versus["ci95"]
     out = trained.paths.reports / "summary_fallback.html"
-    counts = make_summary_report(trained.lake, out, dataset="toy", metric="AUC")
+    counts = make_summary_report(trained.lake, out, dataset="toy", metric="LogLoss")
     gates = [json.loads(g) for g, role in zip(registry.versions()["gate"], registry.versions()["role"], strict=True)
              if role == "candidate"]  # other tests of the module may have registered more candidates
     beaten = sum(g.get("fallback", {}).get("fallback_better", False) for g in gates)
