@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast dev bench lint lock clean
+.PHONY: venv demo test test-fast dev bench bench-automl lint lock clean
 
 $(STAMP): requirements.lock requirements-bootstrap.txt build-constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/router.py
 	$(BIN)/python bench/ab_analysis.py
+
+# The registered AutoML model against a tuned LightGBM / TF-IDF + linear baseline on every zoo
+# dataset (default search, about half an hour on 2 cores; docs/performance.md).
+bench-automl: $(STAMP)
+	$(BIN)/python bench/automl_vs_baseline.py --all
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
