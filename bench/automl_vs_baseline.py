@@ -132,7 +132,7 @@ def measure(entry: ZooDataset, root: Path, iterations: int) -> dict[str, Any]:
 
     from assets.training.data import time_ordered
     from assets.training.evaluation import DEFINED_EVERYWHERE, evaluate, higher_is_better, naive_metrics
-    from assets.training.search import cv_folds, late_classes
+    from assets.training.search import cv_folds, without_late_classes
     from cli.environment import prepare_environment
     from cli.runner import ingest_pending, run_retrain
     from config import load_config
@@ -175,8 +175,7 @@ def measure(entry: ZooDataset, root: Path, iterations: int) -> dict[str, Any]:
 
     train, holdout = rows(row["training_batches"]), rows(row["holdout_batches"])
     # the rows the search learned from: it leaves out a class first seen late in the window
-    while late := late_classes(train, spec, cfg.training.train_fraction):
-        train = train[~train[spec.target].astype(object).map(str).isin(late)].reset_index(drop=True)
+    train, _ = without_late_classes(train, spec, cfg.training.train_fraction)
     x, y = model_frame(train, spec, with_target=False), model_frame(train, spec)[spec.target]
     # the search's fold layout: expanding time-series folds whose first fold trains on every class
     layout = cv_folds(y, 1.0, 3) if spec.task == "classification" else "timeseries"

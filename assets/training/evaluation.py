@@ -78,7 +78,7 @@ def naive_metrics(train: pd.DataFrame, holdout: pd.DataFrame, spec: FeatureSpec)
 BOOTSTRAP_RESAMPLES = 500
 
 
-def metric_value(metric: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, *, labels: list | None,
+def metric_value(metric: str, y: np.ndarray, pred: np.ndarray | None, proba: np.ndarray | None, *, labels: list | None,
                  task: str) -> float:
     """One metric (the gate's sort metric) of predictions; NaN where it is undefined on these rows
     (AUC with a single class present)."""

@@ -83,8 +83,8 @@ class FoldScorer:
     def __call__(self, estimator: Any, x: pd.DataFrame, y: Any) -> float:
         proba = estimator.predict_proba(x)
         labels = class_labels(estimator)  # the fold's classes, in predict_proba's column order
-        pred = np.asarray(labels, dtype=object)[np.argmax(proba, axis=1)]
-        value = metric_value(self.metric, np.asarray(y), pred, proba, labels=labels, task="classification")
+        # AUC and log loss read the probabilities only, so no predicted class is built
+        value = metric_value(self.metric, np.asarray(y), None, proba, labels=labels, task="classification")
         return value if higher_is_better(self.metric) else -value
 
 
@@ -162,6 +162,17 @@ def late_classes(train: pd.DataFrame, spec: FeatureSpec, train_fraction: float) 
     return {str(k): int(v) for k, v in late.value_counts().items()}
 
 
+def without_late_classes(train: pd.DataFrame, spec: FeatureSpec, train_fraction: float
+                         ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``train`` less the rows of :func:`late_classes`, and those classes with their row counts.
+    Leaving rows out shortens the split, so a class near the cut can become late: repeated until none."""
+    left_out: dict[str, int] = {}
+    while late := late_classes(train, spec, train_fraction):
+        train = train[~train[spec.target].astype(object).map(str).isin(late).to_numpy()].reset_index(drop=True)
+        left_out.update(late)
+    return train, left_out
+
+
 def cv_folds(y: pd.Series, train_fraction: float, folds: int) -> str | Any:
     """PyCaret's ``fold_strategy``: expanding time-series folds over its training split whose
     first fold trains on every class of the split. That is sklearn's ``TimeSeriesSplit`` with its
@@ -189,15 +200,13 @@ def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_
     started = time.perf_counter()
     say = progress or log.info
     notes: list[str] = []
-    # leaving rows out shortens the split, so a class near the cut can become late: repeat until none
-    while late := late_classes(train, spec, t.train_fraction):
-        keep = ~train[spec.target].astype(object).map(str).isin(late).to_numpy()
+    train, late = without_late_classes(train, spec, t.train_fraction)
+    if late:
         notes.append(f"class(es) {late} first appear after the first {t.train_fraction / 2:.0%} of the window "
                      f"(the later half of PyCaret's training split, where the CV folds validate, or after it): "
                      f"their {sum(late.values())} row(s) are left out of this search (no fold model of this "
                      "window could learn them; a later window will)")
         say(notes[-1])
-        train = train[keep].reset_index(drop=True)
     rows: list[dict] = []
     best: tuple[float, Any, Any, str, str] | None = None  # (score, model, exp, variant, model_id)
     sign = 1 if higher_is_better(metric) else -1
