@@ -266,6 +266,9 @@ class TrainingConfig(_Strict):
                                   description="Earlier share used for CV; the later rest is PyCaret's test split.")
     budget_time_minutes: float = Field(default=2.0, gt=0, description="Bound of compare_models per variant.")
     tune_top: int = Field(default=1, ge=0, description="How many of the best models are tuned.")
+    select_top: int = Field(default=3, ge=1, description="The CV leaders of each variant re-scored on all "
+                            "validation rows (CV folds and PyCaret's test split, pooled by rows) to pick "
+                            "the model: a small window's three folds are too few rows to rank by alone.")
     tune_iterations: int = Field(default=5, ge=1)
     variants: list[PreprocessingVariant] = Field(
         default_factory=lambda: [PreprocessingVariant(name="median_raw")], min_length=1,
@@ -373,8 +376,11 @@ class DriftConfig(_Strict):
                                     "(fixed seed): statistics on more change nothing but the run time.")
     prediction_drift: bool = Field(default=True, description="Also compare prod's predictions on the "
                                    "reference and on the batch.")
-    model_drift_tolerance: float = Field(default=0.05, ge=0, description="Relative drop of prod's metric on a "
-                                         "labelled batch vs its hold-out metric that counts as drift.")
+    model_drift_tolerance: float | None = Field(
+        default=None, ge=0, description="Relative drop of prod's metric on a labelled batch vs its hold-out "
+        "metric that counts as model drift, when the drop is also beyond both samples' sampling noise "
+        "(one-sided z-test at `alpha`, the hold-out's standard error recorded at registration). Unset: "
+        "`training.gate.tolerance`, the drop the gate already treats as no worse.")
     cooldown_unit: Literal["batches", "event_time", "wall_clock"] = Field(
         default="batches", description="What the cool-down after a retraining request is measured in: "
         "batches of the stream (default), the stream's event time, or wall-clock minutes (a live deployment "

@@ -35,6 +35,10 @@ def drift_metadata(result: DriftResult, table_uri: str) -> dict[str, dg.Metadata
         **({"model_metric_current": dg.MetadataValue.float(float(v["model_metric_current"])),
             "model_drop": dg.MetadataValue.float(float(v["model_drop"]))}
            if v.get("model_metric_current") is not None else {}),
+        # the model-drift test: one-sided p of "worse than on the hold-out", and the drop it must exceed
+        **({"model_p_value": dg.MetadataValue.float(float(v["model_p_value"])),
+            "model_drift_tolerance": dg.MetadataValue.float(float(v["model_drift_tolerance"]))}
+           if v.get("model_p_value") is not None else {}),
         # which metric judged prod (the sort metric, or one defined on the batch) and why
         "model_metric": str(v.get("model_metric") or ""),
         "model_metric_note": str(v.get("model_metric_note") or ""),

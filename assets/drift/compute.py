@@ -29,12 +29,13 @@ from assets.drift.stats import (
     drifted_share,
     flag_features,
     metric_drop,
+    metric_worse_test,
     numeric_drift,
     persistent,
     persistent_for,
 )
 from assets.training.data import time_ordered
-from assets.training.evaluation import higher_is_better, metrics_of
+from assets.training.evaluation import higher_is_better, metric_standard_error, metrics_of
 from assets.training.staging import comparable_metric
 from config.schema import BATCH_ID_PATTERN, DriftConfig, PipelineConfig
 from features import FeatureSpec
@@ -203,6 +204,14 @@ def model_drift(model: Any, prod_row: dict, current: pd.DataFrame, spec: Feature
     the sort metric, or a metric defined on the batch when that one is not (see
     :func:`assets.training.staging.comparable_metric`; ``model_metric`` names the one used,
     ``model_metric_note`` says why).
+
+    Model drift needs both: the metric is worse than on the hold-out beyond the sampling noise of
+    the two samples (one-sided z-test at ``drift.alpha``, :func:`assets.drift.stats.metric_worse_test`,
+    with the batch's standard error and the hold-out's recorded at registration), and worse by more
+    than a share of the hold-out value, ``drift.model_drift_tolerance`` or, unset, the gate's
+    ``training.gate.tolerance`` (a drop the gate would not let a new model make is not worth a
+    retraining either). So a small batch's noise is not drift, and a large batch's tiny, real but
+    irrelevant drop is not either.
     ``outputs``: prod's :func:`model_outputs` on the whole batch (scored once for this and for
     the prediction-drift row)."""
     metric = cfg.sort_metric
@@ -217,14 +226,39 @@ def model_drift(model: Any, prod_row: dict, current: pd.DataFrame, spec: Feature
     pred, proba = outputs
     y = model_frame(current[labelled], spec)[spec.target]
     labels = class_labels(model) if spec.task == "classification" else None
-    values = metrics_of(y, pred[labelled], None if proba is None else proba[labelled], labels, spec.task)
+    pred, proba = pred[labelled], None if proba is None else proba[labelled]
+    values = metrics_of(y, pred, proba, labels, spec.task)
     chosen, note = comparable_metric([values, holdout], metric, spec.task)
     if chosen is None:
         return {**out, "model_metric_note": note}
-    drop = metric_drop(values[chosen], holdout[chosen], higher_is_better(chosen))
+    up = higher_is_better(chosen)
+    drop = metric_drop(values[chosen], holdout[chosen], up)
+    y_values = np.asarray(y)
+    if spec.task == "classification" and y_values.dtype != object:
+        pred = pred.astype(y_values.dtype)  # as metrics_of compares them
+    se_batch = metric_standard_error(chosen, y_values, pred, proba, labels=labels, task=spec.task)
+    recorded = json.loads(prod_row.get("gate") or "{}")
+    se_holdout = recorded.get("holdout_standard_errors", {}).get(chosen)
+    notes = [note] if note else []
+    if se_holdout is None:
+        # a version registered before hold-out errors were recorded: under "nothing changed" both
+        # samples have the same per-row spread, and a standard error scales with 1/sqrt(rows)
+        rows = recorded.get("holdout_rows") or int(labelled.sum())
+        se_holdout = se_batch * float(np.sqrt(labelled.sum() / rows))
+        notes.append(f"the hold-out's standard error of {chosen} is not recorded for this version: scaled from "
+                     f"the batch's to {rows} hold-out rows")
+    test = metric_worse_test(values[chosen], holdout[chosen], se_batch, se_holdout, up)
+    tolerance = cfg.drift.model_drift_tolerance
+    tolerance_source = "drift.model_drift_tolerance"
+    if tolerance is None:
+        tolerance, tolerance_source = cfg.training.gate.tolerance, "training.gate.tolerance"
+    drifted = bool(drop > tolerance and test["p_value"] < cfg.drift.alpha)
+    notes.append(f"worse by {test['worse_by']:+.4g} ± {test['standard_error']:.2g} (z {test['z']:.2f}, one-sided "
+                 f"p {test['p_value']:.2g}; drift needs p < drift.alpha {cfg.drift.alpha} and a drop over "
+                 f"{tolerance:.1%}, {tolerance_source})")
     return {"model_metric": chosen, "model_metric_reference": holdout[chosen],
-            "model_metric_current": values[chosen], "model_drop": drop,
-            "model_drifted": drop > cfg.drift.model_drift_tolerance, "model_metric_note": note}
+            "model_metric_current": values[chosen], "model_drop": drop, "model_p_value": test["p_value"],
+            "model_drift_tolerance": tolerance, "model_drifted": drifted, "model_metric_note": "; ".join(notes)}
 
 
 def previous_verdicts(lake: Lake, batch_id: str, prod_version: int) -> list[bool]:
@@ -313,7 +347,8 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
                "reason": _reason(flags, share, perf, data_drifted=data_drifted, consecutive=consecutive,
                                  requested=requested, cfg=dcfg, not_voting=not_voting),
                **{k: perf.get(k) for k in ("model_metric", "model_metric_current", "model_metric_reference",
-                                           "model_drop", "model_drifted", "model_metric_note")},
+                                           "model_drop", "model_p_value", "model_drift_tolerance",
+                                           "model_drifted", "model_metric_note")},
                "calendar_not_voting": not_voting, **stream_position(current, spec.target)}
 
     now = datetime.now(UTC)
@@ -379,7 +414,7 @@ def _reason(flags: pd.DataFrame, share: float, perf: dict, *, data_drifted: bool
         drop = perf["model_drop"]
         parts.append(f"prod's {perf['model_metric']} on this batch {perf['model_metric_current']:.4f} vs "
                      f"{perf['model_metric_reference']:.4f} on its hold-out ({'worse' if drop > 0 else 'better'} "
-                     f"by {abs(drop):.1%}; drift when worse by more than {cfg.model_drift_tolerance:.0%})")
+                     f"by {abs(drop):.1%}; " + ("model drifted" if perf["model_drifted"] else "not model drift") + ")")
     if data_drifted or perf.get("model_drifted"):
         waits = (f"drift lasting {cfg.persistence_event_time} of event time" if cfg.persistence_event_time
                  else f"{cfg.persistence_batches} in a row")

@@ -294,6 +294,19 @@ def metric_drop(current: float, reference: float, higher_is_better: bool) -> flo
     return float((reference - current) / scale if higher_is_better else (current - reference) / scale)
 
 
+def metric_worse_test(current: float, reference: float, se_current: float, se_reference: float,
+                      higher_is_better: bool) -> dict[str, float]:
+    """One-sided z-test that a model's metric on a batch is worse than on its hold-out beyond both
+    samples' noise: z = (worsening in the metric's units) / sqrt(se_current² + se_reference²), the
+    two samples being independent (different rows). Returns the worsening, the combined standard
+    error, z and the p-value (normal approximation: both metrics are means, or smooth functions of
+    means, over at least ``drift.min_current_rows`` rows)."""
+    worse = (reference - current) if higher_is_better else (current - reference)
+    se = float(np.hypot(se_current, se_reference))
+    z = worse / se if se > 0 else (np.inf if worse > 0 else -np.inf if worse < 0 else 0.0)
+    return {"worse_by": float(worse), "standard_error": se, "z": float(z), "p_value": float(stats.norm.sf(z))}
+
+
 # ---- calendar features and the batching -----------------------------------------------------
 # The cycle of each calendar feature (features.time_features): a sample shorter than a few of
 # these covers only some positions of the cycle, chosen by where the batch starts and ends.

@@ -100,6 +100,89 @@ def metric_value(metric: str, y: np.ndarray, pred: np.ndarray | None, proba: np.
     return class_auc(y, proba, labels)
 
 
+# Resamples of the bootstrap standard error of a metric that is not a mean over rows (F1, multiclass
+# AUC): the standard error's own relative error is about 1 / sqrt(2 * 199) = 5%, small beside the
+# z-threshold it divides, at ~200 metric evaluations per batch.
+SE_RESAMPLES = 200
+
+
+def metric_standard_error(metric: str, y: np.ndarray, pred: np.ndarray | None, proba: np.ndarray | None, *,
+                          labels: list | None, task: str, seed: int = 0) -> float:
+    """The sampling standard error of :func:`metric_value` on these rows: how much the metric
+    moves from one sample of this size to another of the same population.
+
+    Means over rows (LogLoss, Accuracy, MAE) use the per-row losses' standard deviation / sqrt(n);
+    RMSE and R2 the delta method on the squared errors (R2 on their ratio to the target's spread);
+    binary AUC the Hanley-McNeil (1982) formula; the rest (F1, multiclass AUC) a bootstrap of
+    :data:`SE_RESAMPLES` draws. NaN when the metric is undefined or there are fewer than 2 rows."""
+    y = np.asarray(y)
+    n = len(y)
+    if n < 2:
+        return float("nan")
+    if task == "regression":
+        err = np.asarray(y, dtype=float) - np.asarray(pred, dtype=float)
+        if metric == "MAE":
+            return float(np.std(np.abs(err), ddof=1) / np.sqrt(n))
+        se_mse = float(np.std(err**2, ddof=1) / np.sqrt(n))
+        if metric == "RMSE":
+            rmse = float(np.sqrt(np.mean(err**2)))
+            return se_mse / (2 * rmse) if rmse > 0 else float("nan")
+        # R2 = 1 - mean(e²) / mean((y - ȳ)²): the delta method on the ratio of two means (its
+        # influence per row), since both vary with the sample
+        spread = (np.asarray(y, dtype=float) - np.mean(np.asarray(y, dtype=float))) ** 2
+        a, b = float(np.mean(err**2)), float(np.mean(spread))
+        if b <= 0:
+            return float("nan")
+        return float(np.std(err**2 / b - a * spread / b**2, ddof=1) / np.sqrt(n))
+    if metric == "Accuracy":
+        return float(np.std(np.asarray(pred) == y, ddof=1) / np.sqrt(n))
+    if metric == "LogLoss":
+        index = pd.Index(labels).get_indexer(y)
+        if (index < 0).any():
+            return float("nan")
+        proba = np.asarray(proba, dtype=float)
+        proba = proba / proba.sum(axis=1, keepdims=True)  # as sklearn's log_loss: rows sum to 1, then clip
+        eps = np.finfo(proba.dtype).eps
+        losses = -np.log(np.clip(proba[np.arange(n), index], eps, 1 - eps))
+        return float(np.std(losses, ddof=1) / np.sqrt(n))
+    if metric == "AUC" and labels is not None and len(labels) == 2:
+        positive = y == labels[1]
+        n1, n0 = int(positive.sum()), int((~positive).sum())
+        auc = binary_auc(positive, np.asarray(proba)[:, 1])
+        if np.isnan(auc):
+            return float("nan")
+        q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+        var = (auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n0 - 1) * (q2 - auc**2)) / (n1 * n0)
+        return float(np.sqrt(max(var, 0.0)))
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(SE_RESAMPLES):
+        rows = rng.integers(0, n, n)
+        value = metric_value(metric, y[rows], None if pred is None else np.asarray(pred)[rows],
+                             None if proba is None else np.asarray(proba)[rows], labels=labels, task=task)
+        if not np.isnan(value):
+            draws.append(value)
+    return float(np.std(draws, ddof=1)) if len(draws) > 1 else float("nan")
+
+
+def holdout_standard_errors(model: Any, frame: pd.DataFrame, spec: FeatureSpec, metrics: list[str], *,
+                            seed: int = 0) -> dict[str, float]:
+    """:func:`metric_standard_error` of each of ``metrics`` for ``model`` on labelled rows (its
+    hold-out): recorded at registration, so a later batch's metric is judged against the
+    hold-out's own sampling noise as well as the batch's (drift's model-drift test)."""
+    pred, proba = model_outputs(model, frame, spec)
+    y = np.asarray(model_frame(frame, spec)[spec.target])
+    labels = class_labels(model) if spec.task == "classification" else None
+    if spec.task == "classification":
+        pred = pred.astype(y.dtype) if y.dtype != object else pred
+    out = {}
+    for metric in metrics:
+        se = metric_standard_error(metric, y, pred, proba, labels=labels, task=spec.task, seed=seed)
+        if np.isfinite(se):
+            out[metric] = se
+    return out
+
+
 def class_auc(y: np.ndarray, proba: np.ndarray, labels: list) -> float:
     """ROC AUC from class probabilities: binary on the second class; with more classes the
     one-vs-rest macro average over the classes present in ``y`` (sklearn's ``ovr`` macro AUC when

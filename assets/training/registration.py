@@ -15,6 +15,7 @@ from typing import Any
 import joblib
 import pandas as pd
 
+from assets.training.evaluation import holdout_standard_errors
 from assets.training.interpretation import interpret
 from features import FeatureSpec
 from lake.registry import ModelRegistry
@@ -62,12 +63,18 @@ def library_versions() -> dict[str, str]:
 
 
 def register_model(registry: ModelRegistry, model: Any, holdout: pd.DataFrame, spec: FeatureSpec, row: dict) -> int:
-    """Pickle the model, profile it, write its interpretation, and register it; returns the version."""
+    """Pickle the model, profile it, write its interpretation, and register it; returns the version.
+    The row's ``gate`` gains ``holdout_rows`` and ``holdout_standard_errors`` (per hold-out metric)."""
     registry.artifacts_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=registry.artifacts_dir) as tmp:
         artifact = Path(tmp) / "model.joblib"
         joblib.dump(model, artifact)
         written = interpret(model, holdout, spec, Path(tmp) / "interpretation")
-        row = {**row, **latency_profile(model, holdout, spec),
+        # the hold-out's size and sampling noise per metric: drift judges a later batch's metric
+        # against them (assets/drift/compute.py: model_drift)
+        gate = {**row.get("gate", {}), "holdout_rows": len(holdout),
+                "holdout_standard_errors": holdout_standard_errors(model, holdout, spec,
+                                                                   list(row.get("holdout_metrics", {})))}
+        row = {**row, "gate": gate, **latency_profile(model, holdout, spec),
                "interpretation": {k: str(Path(v).relative_to(tmp)) for k, v in written.items()}}
         return registry.register(artifact, row)

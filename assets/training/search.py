@@ -189,6 +189,36 @@ def cv_folds(y: pd.Series, train_fraction: float, folds: int) -> str | Any:
     return TimeSeriesSplit(n_splits=folds, test_size=(n_train - all_seen) // folds)
 
 
+def pooled_scores(exp: Any, models: list[Any], cv_means: list[float], metric: str) -> list[dict[str, Any]]:
+    """Each of the CV leaders ``models`` (fitted by compare_models on PyCaret's training split)
+    scored on every validation row the window offers: its CV mean over the folds' validation rows
+    and its metric on PyCaret's test split (the window's latest rows, never trained on), pooled as
+    a mean weighted by rows. Three expanding folds of a small window validate a few hundred rows
+    each, so one fold decides the CV ranking; the test split adds the rows nearest in time to the
+    hold-out. ``shown``: the figures for the leaderboard row. A metric undefined on the test split
+    (AUC with one class there) leaves the CV mean alone."""
+    x_train = exp.get_config("X_train")
+    cv_rows = sum(len(te) for _, te in exp.get_config("fold_generator").split(x_train))
+    x_test, y_test = exp.get_config("X_test_transformed"), exp.get_config("y_test_transformed")
+    # the search's own scorer of the metric (FoldScorer for AUC / log loss), sklearn's sign convention
+    scorer = exp._all_metrics[_metric_id(exp, metric)].scorer
+    out = []
+    for model, cv in zip(models, cv_means, strict=True):
+        test = float("nan")
+        if len(x_test):
+            value = scorer(model, x_test, y_test)  # sklearn's convention: greater is better
+            test = float(value if higher_is_better(metric) else -value)
+        pooled = cv if np.isnan(test) else (cv * cv_rows + test * len(x_test)) / (cv_rows + len(x_test))
+        out.append({"cv": cv, "test": test, "pooled": float(pooled),
+                    "shown": {f"{metric} (test split)": test, f"{metric} (CV and test split)": float(pooled)}})
+    return out
+
+
+def _metric_id(exp: Any, name: str) -> str:
+    """PyCaret's id of the metric whose display name is ``name`` (e.g. MAE -> mae)."""
+    return next(k for k, container in exp._all_metrics.items() if container.display_name == name)
+
+
 def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_id: str,
                progress: Any = None) -> SearchResult:
     """compare_models for every preprocessing variant, tune the best, finalize it on the window.
@@ -214,22 +244,33 @@ def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_
     for i, variant in enumerate(t.variants):
         say(f"variant {variant.name}: setup on {len(train)} rows, comparing {candidates} by {metric}")
         exp = setup_experiment(train, spec, cfg, variant)
-        top = exp.compare_models(include=candidates, sort=metric, n_select=max(t.tune_top, 1),
+        top = exp.compare_models(include=candidates, sort=metric, n_select=max(t.select_top, t.tune_top, 1),
                                  budget_time=t.budget_time_minutes, verbose=False, errors="raise")
         grid = exp.pull()
         if i == 0:  # later variants re-run only the strongest families of the first
             candidates = [str(m) for m in grid.index[: t.variant_models]]
-        rows += _leaderboard_rows(grid, exp, variant.name, metric, "compare")
+        board_rows = _leaderboard_rows(grid, exp, variant.name, metric, "compare")
+        rows += board_rows
         top = top if isinstance(top, list) else [top]
-        score = float(grid.iloc[0][metric])
-        if np.isnan(score):  # FoldScorer: the metric is undefined on a fold, for every model alike
+        if np.isnan(float(grid.iloc[0][metric])):  # FoldScorer: undefined on a fold, for every model alike
             raise ValueError(
                 f"{metric} is undefined on at least one time-series CV fold of variant {variant.name} for every "
                 f"model (e.g. a fold whose validation rows hold a single class), so it cannot rank the search: "
                 "set training.metric to LogLoss, defined on any fold, or use fewer training.folds")
-        say(f"variant {variant.name}: best {grid.index[0]} {metric}={score:.4f}")
+        pooled = pooled_scores(exp, top, [float(v) for v in grid[metric].iloc[:len(top)]], metric)
+        pick = max(range(len(top)), key=lambda k: sign * pooled[k]["pooled"])
+        for row, entry in zip(board_rows, pooled, strict=False):  # the leaders' rows come first, in order
+            row["metrics"] = json.dumps({**json.loads(row["metrics"]), **entry["shown"]})
+        score, chosen_id = pooled[pick]["pooled"], str(grid.index[pick])
+        figures = ", ".join(f"{grid.index[k]} {e['pooled']:.4f}" for k, e in enumerate(pooled))
+        say(f"variant {variant.name}: best {chosen_id} {metric}={score:.4f} over CV folds and PyCaret's test "
+            f"split ({figures})")
+        if pick != 0:
+            notes.append(f"variant {variant.name}: {chosen_id} chosen over the CV leader {grid.index[0]} on all "
+                         f"validation rows (CV folds and PyCaret's test split): {metric} {score:.4f} vs "
+                         f"{pooled[0]['pooled']:.4f}")
         if best is None or sign * score > sign * best[0]:
-            best = (score, top[0], exp, variant.name, str(grid.index[0]))
+            best = (score, top[pick], exp, variant.name, chosen_id)
     assert best is not None
     score, model, exp, variant_name, model_id = best
     cv: dict[str, float] | None = None
@@ -247,8 +288,9 @@ def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_
             model = tuned
             cv = tuned_metrics
     if cv is None:
-        cv = json.loads(next(r["metrics"] for r in rows
-                             if r["model_id"] == model_id and r["variant"] == variant_name and r["stage"] == "compare"))
+        cv = {k: v for k, v in json.loads(next(
+            r["metrics"] for r in rows if r["model_id"] == model_id and r["variant"] == variant_name
+            and r["stage"] == "compare")).items() if "(" not in k}  # CV means only, not the pooled figures
     bounds = fold_bounds(exp)
     say(f"finalizing {model_id} on the whole window")
     final = exp.finalize_model(model)

@@ -276,7 +276,8 @@ def test_model_drift_counts_a_metric_drop_even_when_inputs_do_not_move(drifted: 
     flipped = holdout.assign(**{spec.target: 1 - holdout[spec.target]})  # the world changed its mind
     worse = model_drift(model, row, flipped, spec, drifted.cfg, outputs=outputs)
     assert worse["model_metric_current"] == pytest.approx(1 - same["model_metric_current"])
-    assert worse["model_drop"] > drifted.cfg.drift.model_drift_tolerance and worse["model_drifted"] is True
+    assert worse["model_drop"] > worse["model_drift_tolerance"] == drifted.cfg.training.gate.tolerance
+    assert worse["model_p_value"] < drifted.cfg.drift.alpha and worse["model_drifted"] is True
     few = model_drift(model, row, flipped.head(50), spec, drifted.cfg,  # under min_current_rows: no verdict
                       outputs=tuple(None if o is None else o[:50] for o in outputs))
     assert few["model_drop"] is None and few["model_drifted"] is False

@@ -90,17 +90,22 @@ def test_model_drift_on_a_one_class_batch_uses_log_loss_and_says_so() -> None:
 
     out = model_drift(model, prod_row, batch, spec, cfg, outputs=(pred, proba))
     assert out["model_metric"] == "LogLoss"
-    assert out["model_metric_note"] == ("AUC is undefined on these rows (one class only, or a constant target), "
-                                        "so LogLoss decides")
+    assert out["model_metric_note"].startswith("AUC is undefined on these rows (one class only, or a constant "
+                                               "target), so LogLoss decides; ")
+    # a row without recorded hold-out errors (registered before they were): scaled from the batch, said so
+    assert "not recorded for this version: scaled from the batch's to 300 hold-out rows" in out["model_metric_note"]
+    assert out["model_p_value"] < 1e-6
     assert out["model_metric_reference"] == holdout_logloss
     assert out["model_metric_current"] > 1.0
     assert out["model_drop"] == pytest.approx(out["model_metric_current"] / holdout_logloss - 1)
     assert out["model_drifted"] is True
 
-    # both classes present: the sort metric, no note
+    # both classes present: the sort metric, no note on the metric; the hold-out's recorded error is used
     mixed = batch.assign(y=(batch["x"] > 0).astype(int))
-    both = model_drift(model, prod_row, mixed, spec, cfg, outputs=(pred, proba))
-    assert both["model_metric"] == "AUC" and both["model_metric_note"] == ""
+    recorded = {**prod_row, "gate": json.dumps({"holdout_rows": 2000, "holdout_standard_errors": {"AUC": 0.006}})}
+    both = model_drift(model, recorded, mixed, spec, cfg, outputs=(pred, proba))
+    assert both["model_metric"] == "AUC" and both["model_metric_note"].startswith("worse by ")
+    assert "AUC is undefined" not in both["model_metric_note"] and "not recorded" not in both["model_metric_note"]
 
 
 def test_persistence_in_event_time_is_the_same_rule_for_hourly_and_daily_batches() -> None:

@@ -99,3 +99,21 @@ def test_a_class_first_seen_mid_window_is_learned_and_a_later_one_left_out_with_
     left_out = int((frame["y"] == "mid").sum())
     assert len(later.notes) == 1 and f"{{'mid': {left_out}}} first appear after the first 40%" in later.notes[0]
     assert set(later.pipeline.predict(frame[["x", "z"]])) == {"high", "low"}
+
+
+@pytest.mark.slow
+def test_the_leaders_are_chosen_on_cv_folds_and_the_test_split_pooled_by_rows(tmp_path: Path) -> None:
+    """Three folds of a small window validate 120 rows each here; the leaders are re-scored on
+    PyCaret's test split too (the window's last 120 rows), the two pooled by rows: 360 CV rows and
+    120 test rows, and the model with the best pooled figure is the one chosen."""
+    result = run_search(_three_classes(), SPEC, _cfg(tmp_path / "cfg", {}), "run-5")
+    board = result.leaderboard.set_index("model_id")
+    pooled = {}
+    for model_id in ("lr", "dt"):
+        metrics = json.loads(board.loc[model_id, "metrics"])
+        test = metrics["LogLoss (test split)"]
+        assert np.isfinite(test) and test > 0
+        assert metrics["LogLoss (CV and test split)"] == pytest.approx((metrics["LogLoss"] * 360 + test * 120) / 480)
+        pooled[model_id] = metrics["LogLoss (CV and test split)"]
+    assert result.model_id == min(pooled, key=pooled.get) == "lr"
+    assert "(" not in "".join(result.cv_metrics)  # the registry's cv_metrics hold CV means only
