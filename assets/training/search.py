@@ -202,6 +202,10 @@ def pooled_scores(exp: Any, models: list[Any], cv_means: list[float], metric: st
     x_test, y_test = exp.get_config("X_test_transformed"), exp.get_config("y_test_transformed")
     # the search's own scorer of the metric (FoldScorer for AUC / log loss), sklearn's sign convention
     scorer = exp._all_metrics[_metric_id(exp, metric)].scorer
+    if isinstance(scorer, str):  # PyCaret names sklearn's built-in scorers (regression: "neg_mean_absolute_error")
+        from sklearn.metrics import get_scorer
+
+        scorer = get_scorer(scorer)
     out = []
     for model, cv in zip(models, cv_means, strict=True):
         test = float("nan")

@@ -117,3 +117,23 @@ def test_the_leaders_are_chosen_on_cv_folds_and_the_test_split_pooled_by_rows(tm
         pooled[model_id] = metrics["LogLoss (CV and test split)"]
     assert result.model_id == min(pooled, key=pooled.get) == "lr"
     assert "(" not in "".join(result.cv_metrics)  # the registry's cv_metrics hold CV means only
+
+
+@pytest.mark.slow
+def test_regression_leaders_are_pooled_in_mae_with_sklearns_scorer(tmp_path: Path) -> None:
+    """PyCaret names its regression scorers by string (``neg_mean_absolute_error``): the pooled
+    figure is still the row-weighted mean of the CV and test-split MAE, in the metric's own sign."""
+    rng = np.random.default_rng(5)
+    frame = _three_classes().drop(columns="y")
+    frame["y"] = 1000 * frame["x"] + rng.normal(0, 100, len(frame))
+    spec = FeatureSpec(task="regression", time_column="t", target="y", id_column=None, numeric=("x", "z"),
+                       categorical=(), text=(), time_features=())
+    cfg = load_config(str(write_config(tmp_path / "cfg", {"dataset": {"task": "regression"}, "training": {
+        "models": ["lr", "dt"], "folds": 3, "tune_top": 0, "budget_time_minutes": 1}})))
+    assert cfg.sort_metric == "MAE"
+    result = run_search(frame, spec, cfg, "run-6")
+    metrics = json.loads(result.leaderboard.set_index("model_id").loc["lr", "metrics"])
+    assert 50 < metrics["MAE (test split)"] < 150  # the noise's MAE is 100 * sqrt(2 / pi) = 80
+    assert metrics["MAE (CV and test split)"] == pytest.approx((metrics["MAE"] * 360 + metrics["MAE (test split)"]
+                                                                 * 120) / 480)
+    assert result.model_id == "lr"
