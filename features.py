@@ -72,6 +72,46 @@ class FeatureSpec:
         return pa.schema(fields)
 
 
+# The cycle of each calendar feature: a sample shorter than a few of these covers only some
+# positions of the cycle, chosen by where it starts and ends (drift: where the batch was cut;
+# training: which phases the window saw).
+CALENDAR_PERIODS: dict[str, pd.Timedelta] = {
+    "hour": pd.Timedelta(days=1),
+    "day_of_week": pd.Timedelta(days=7),
+    "is_weekend": pd.Timedelta(days=7),
+    "day_of_month": pd.Timedelta(days=365.25 / 12),
+    "month": pd.Timedelta(days=365.25),
+    "day_of_year": pd.Timedelta(days=365.25),
+}
+
+
+def period_text(period: pd.Timedelta) -> str:
+    """A calendar period in words: '7-day', 'month', 'year'."""
+    days = period / pd.Timedelta(days=1)
+    return f"{days:g}-day" if days < 28 else ("month" if days < 32 else "year")
+
+
+def learnable_time_features(names: tuple[str, ...], span: pd.Timedelta, min_cycles: float
+                            ) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The calendar features a model can learn from a training window spanning ``span`` of event
+    time, and those left out with why: a feature whose period the window covers fewer than
+    ``min_cycles`` times is not a season to the model but a clock. Under one cycle the later
+    phases (the hold-out's, the future's) were never seen and a model extrapolates the last one
+    seen; with one cycle each phase is seen once, so a one-off event (a month of a filtered feed)
+    becomes that phase's rule. ``min_cycles`` 0 keeps every feature."""
+    if min_cycles <= 0:
+        return tuple(names), {}
+    kept, dropped = [], {}
+    for name in names:
+        cycles = span / CALENDAR_PERIODS[name]
+        if cycles < min_cycles:
+            dropped[name] = (f"the training window spans {cycles:.2f} of its {period_text(CALENDAR_PERIODS[name])} "
+                             f"period (< training.calendar_min_cycles {min_cycles:g})")
+        else:
+            kept.append(name)
+    return tuple(kept), dropped
+
+
 def time_features(times: pd.Series, names: tuple[str, ...], timezone: str) -> pd.DataFrame:
     """Calendar features of event times, read in ``timezone``."""
     local = pd.to_datetime(times, utc=True).dt.tz_convert(timezone)

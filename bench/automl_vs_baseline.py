@@ -18,6 +18,9 @@ Every model is scored on the same hold-out by the registry's own metric function
 default), and the baseline is tuned on that metric too. ``ratio`` puts 1.0 at parity with the tuned
 baseline in the direction of the metric (AutoML / baseline for AUC, baseline / AutoML for a loss):
 the goal is >= 0.98 on every dataset. ``skill`` is how much of the gap from the floor to the baseline AutoML covers.
+``baseline_lead_ci95``: the baseline's lead over AutoML in the metric (positive: the baseline is
+better) with a 95% paired-bootstrap interval on the hold-out (assets.training.evaluation.
+compare_with_fallback); ``beyond_noise``: the interval excludes 0 on the baseline's side.
 
     python bench/automl_vs_baseline.py [--datasets gapminder,breast_cancer] [--all] [--iterations 20]
 """
@@ -131,7 +134,13 @@ def measure(entry: ZooDataset, root: Path, iterations: int) -> dict[str, Any]:
     from sklearn.model_selection import TimeSeriesSplit
 
     from assets.training.data import time_ordered
-    from assets.training.evaluation import DEFINED_EVERYWHERE, evaluate, higher_is_better, naive_metrics
+    from assets.training.evaluation import (
+        DEFINED_EVERYWHERE,
+        compare_with_fallback,
+        evaluate,
+        higher_is_better,
+        naive_metrics,
+    )
     from assets.training.search import cv_folds, without_late_classes
     from cli.environment import prepare_environment
     from cli.runner import ingest_pending, run_retrain
@@ -162,7 +171,8 @@ def measure(entry: ZooDataset, root: Path, iterations: int) -> dict[str, Any]:
     if versions.empty:  # the gate refused the search's winner: nothing to compare, say so
         return {"dataset": entry.name, "shape": entry.shape, "rows": "", "algorithm": "(none registered: the gate "
                 "refused the winner, see its candidate_models run)", "metric": cfg.sort_metric, "automl": np.nan,
-                "baseline": np.nan, "floor": np.nan, "ratio": np.nan, "skill": np.nan,
+                "baseline": np.nan, "floor": np.nan, "ratio": np.nan, "baseline_lead_ci95": "", "beyond_noise": None,
+                "skill": np.nan,
                 "automl_s": time.perf_counter() - started, "baseline_s": np.nan}
     row = registry.get(int(versions[versions["role"] == "candidate"]["version"].max()))
     served = ServedModel.from_registry_row(row, registry.load(int(row["version"])))
@@ -195,9 +205,15 @@ def measure(entry: ZooDataset, root: Path, iterations: int) -> dict[str, Any]:
     up = higher_is_better(name)
     scores = {k: m[name] for k, m in measured.items()}
     gap = scores["baseline"] - scores["floor"]
+    # is a miss beyond the hold-out's noise? The registry's paired bootstrap (both models on the same
+    # resampled rows), the baseline in the fallback's seat: its lead, positive when it is better
+    paired = compare_with_fallback(served.model, baseline, holdout, spec, name, seed=SEED)
+    low, high = paired["ci95"]
     return {"dataset": entry.name, "shape": entry.shape, "rows": f"{len(train)} / {len(holdout)}",
             "algorithm": row["algorithm"], "metric": metric, **scores,
             "ratio": _ratio(scores["automl"], scores["baseline"], up),
+            "baseline_lead_ci95": f"{paired['advantage']:+.4g} ({low:+.4g} .. {high:+.4g})",
+            "beyond_noise": bool(paired["significant"] and paired["fallback_better"]),
             "skill": (scores["automl"] - scores["floor"]) / gap if gap else float("nan"),
             "automl_s": automl_seconds, "baseline_s": baseline_seconds}
 

@@ -17,6 +17,8 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from features import CALENDAR_PERIODS, period_text
+
 MISSING = "<missing>"
 OTHER = "<other>"
 
@@ -308,16 +310,7 @@ def metric_worse_test(current: float, reference: float, se_current: float, se_re
 
 
 # ---- calendar features and the batching -----------------------------------------------------
-# The cycle of each calendar feature (features.time_features): a sample shorter than a few of
-# these covers only some positions of the cycle, chosen by where the batch starts and ends.
-CALENDAR_PERIODS: dict[str, pd.Timedelta] = {
-    "hour": pd.Timedelta(days=1),
-    "day_of_week": pd.Timedelta(days=7),
-    "is_weekend": pd.Timedelta(days=7),
-    "day_of_month": pd.Timedelta(days=365.25 / 12),
-    "month": pd.Timedelta(days=365.25),
-    "day_of_year": pd.Timedelta(days=365.25),
-}
+# CALENDAR_PERIODS (features.py, beside the features it names): the cycle of each calendar feature.
 
 
 def calendar_not_voting(names: Sequence[str], reference_span: pd.Timedelta, current_span: pd.Timedelta,
@@ -338,10 +331,6 @@ def calendar_not_voting(names: Sequence[str], reference_span: pd.Timedelta, curr
         cycles = min(reference_span / period, current_span / period)
         if cycles < min_cycles:
             which = "batch" if current_span <= reference_span else "reference"
-            out[name] = f"the {which} spans {cycles:.2f} of its {_period_text(period)} period (< {min_cycles:g})"
+            out[name] = f"the {which} spans {cycles:.2f} of its {period_text(period)} period (< {min_cycles:g})"
     return out
 
-
-def _period_text(period: pd.Timedelta) -> str:
-    days = period / pd.Timedelta(days=1)
-    return f"{days:g}-day" if days < 28 else ("month" if days < 32 else "year")

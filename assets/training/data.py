@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from config.schema import PipelineConfig, TrainingConfig
+from features import FeatureSpec, learnable_time_features
 from lake.delta import Lake
 from lake.tables import BATCH_COLUMN, EVENT_TIME_COLUMN, FEATURES
 
@@ -86,3 +87,14 @@ def select_training_data(features: pd.DataFrame, cfg: PipelineConfig) -> Trainin
         train_batches = [b for b in train_batches if b in set(train[BATCH_COLUMN])]
     holdout = time_ordered(labelled[labelled[BATCH_COLUMN].isin(holdout_batches)])
     return TrainingData(train.reset_index(drop=True), holdout.reset_index(drop=True), train_batches, holdout_batches)
+
+
+def spec_for_window(spec: FeatureSpec, train: pd.DataFrame, min_cycles: float) -> tuple[FeatureSpec, dict[str, str]]:
+    """``spec`` with only the calendar features the training window can teach
+    (:func:`features.learnable_time_features` over the window's event-time span), and the ones
+    left out with why. The model's registered spec is this one: serving and drift use the inputs
+    the model was trained on."""
+    times = pd.to_datetime(train[EVENT_TIME_COLUMN], utc=True)
+    span = (times.max() - times.min()) if len(times) else pd.Timedelta(0)
+    kept, dropped = learnable_time_features(spec.time_features, span, min_cycles)
+    return (replace(spec, time_features=kept) if dropped else spec), dropped

@@ -133,9 +133,13 @@ def refresh(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
         how, cv = f"incremental: {INCREMENTAL_FAMILIES[family]}", {}
         board = pd.DataFrame()
     else:
-        variant = next((v for v in cfg.training.variants if v.name == prod_row["variant"]), cfg.training.variants[0])
+        variants = {v.name: v for v in cfg.training.variants}
+        if prod_row["variant"] not in variants:  # another variant would be another model, not a refresh
+            raise ValueError(f"prod v{prod_row['version']} was trained with preprocessing variant "
+                             f"{prod_row['variant']!r}, which training.variants no longer defines "
+                             f"({sorted(variants)}): a refresh cannot rebuild it; retrain instead")
         small = cfg.model_copy(update={"training": cfg.training.model_copy(update={
-            "models": [family], "variants": [variant], "tune_top": 0})})
+            "models": [family], "variants": [variants[prod_row["variant"]]], "tune_top": 0})})
         search = run_search(data.train, spec, small, run_id, say)
         model, how, cv, board = search.pipeline, "fresh small AutoML run (prod family and variant)", \
             search.cv_metrics, search.leaderboard

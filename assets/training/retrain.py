@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from assets.ingest.steps import require_contract
-from assets.training.data import select_training_data
+from assets.training.data import select_training_data, spec_for_window
 from assets.training.evaluation import compare_with_fallback, evaluate, gate_decision, naive_metrics
 from assets.training.fallback import FALLBACK_MODEL_ID, fit_fallback
 from assets.training.registration import input_schema, library_versions, register_model
@@ -21,6 +21,7 @@ from features import FeatureSpec
 from lake.delta import Lake
 from lake.registry import AliasChange, ModelRegistry
 from lake.tables import FEATURES, LEADERBOARD, LEADERBOARD_SCHEMA
+from serving.scoring import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,20 @@ def retrain(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, run_id: st
     say(f"training on {len(data.train)} rows of {len(data.train_batches)} batch(es) "
         f"({data.train_batches[0]}..{data.train_batches[-1]}), hold-out {len(data.holdout)} rows "
         f"of {data.holdout_batches} (features v{features_version})")
+    spec, calendar_left_out = spec_for_window(spec, data.train, cfg.training.calendar_min_cycles)
+    calendar_notes = [f"time feature {name} is not a model input: {why}" for name, why in calendar_left_out.items()]
+    for note in calendar_notes:
+        say(note)
     search = run_search(data.train, spec, cfg, run_id, say)
+    search.notes[:0] = calendar_notes
     lake.append(LEADERBOARD, search.leaderboard, schema=LEADERBOARD_SCHEMA)
     holdout = evaluate(search.pipeline, data.holdout, spec)
     current = registry.aliases()
     prod_metrics = None
     if "prod" in current:  # the same hold-out rows for both, so the comparison is fair
-        prod_metrics = evaluate(registry.load(current["prod"]), data.holdout, spec)
+        prod_model = registry.load(current["prod"])  # scored with its own inputs, which may differ
+        prod_spec = ServedModel.from_registry_row(registry.get(current["prod"]), prod_model).spec
+        prod_metrics = evaluate(prod_model, data.holdout, prod_spec)
     naive = naive_metrics(data.train, data.holdout, spec)
     # the fallback is fitted before the gate, so its comparison with the candidate is in the gate's
     # record (registry row, run metadata) whether or not the candidate passes

@@ -189,6 +189,20 @@ def cv_folds(y: pd.Series, train_fraction: float, folds: int) -> str | Any:
     return TimeSeriesSplit(n_splits=folds, test_size=(n_train - all_seen) // folds)
 
 
+@dataclass
+class Leader:
+    """One of the CV leaders of a variant: its pooled and CV figures in the sort metric, the model
+    (fitted on PyCaret's training split), its experiment, and its CV means of every metric."""
+
+    pooled: float
+    cv: float
+    model: Any
+    exp: Any
+    variant: str
+    model_id: str
+    cv_metrics: dict[str, float]
+
+
 def pooled_scores(exp: Any, models: list[Any], cv_means: list[float], metric: str) -> list[dict[str, Any]]:
     """Each of the CV leaders ``models`` (fitted by compare_models on PyCaret's training split)
     scored on every validation row the window offers: its CV mean over the folds' validation rows
@@ -225,7 +239,9 @@ def _metric_id(exp: Any, name: str) -> str:
 
 def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_id: str,
                progress: Any = None) -> SearchResult:
-    """compare_models for every preprocessing variant, tune the best, finalize it on the window.
+    """compare_models for every preprocessing variant; its ``select_top`` leaders scored on CV folds
+    and PyCaret's test split pooled (:func:`pooled_scores`); the best ``tune_top`` of them tuned
+    (kept where that improves the pooled figure); the best pooled finalized on the window.
 
     Rows of a class that only appears in the last part of the window (:func:`late_classes`) are
     left out of this search, and the result's ``notes`` say so: the next window, where the class
@@ -242,7 +258,7 @@ def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_
                      "window could learn them; a later window will)")
         say(notes[-1])
     rows: list[dict] = []
-    best: tuple[float, Any, Any, str, str] | None = None  # (score, model, exp, variant, model_id)
+    leaders: list[Leader] = []
     sign = 1 if higher_is_better(metric) else -1
     candidates = list(t.models)
     for i, variant in enumerate(t.variants):
@@ -262,39 +278,45 @@ def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_
                 f"model (e.g. a fold whose validation rows hold a single class), so it cannot rank the search: "
                 "set training.metric to LogLoss, defined on any fold, or use fewer training.folds")
         pooled = pooled_scores(exp, top, [float(v) for v in grid[metric].iloc[:len(top)]], metric)
-        pick = max(range(len(top)), key=lambda k: sign * pooled[k]["pooled"])
-        for row, entry in zip(board_rows, pooled, strict=False):  # the leaders' rows come first, in order
+        for k, (row, entry) in enumerate(zip(board_rows, pooled, strict=False)):  # leaders first, in order
             row["metrics"] = json.dumps({**json.loads(row["metrics"]), **entry["shown"]})
-        score, chosen_id = pooled[pick]["pooled"], str(grid.index[pick])
+            cv = {key: v for key, v in json.loads(row["metrics"]).items() if "(" not in key}
+            leaders.append(Leader(entry["pooled"], entry["cv"], top[k], exp, variant.name, str(grid.index[k]), cv))
         figures = ", ".join(f"{grid.index[k]} {e['pooled']:.4f}" for k, e in enumerate(pooled))
-        say(f"variant {variant.name}: best {chosen_id} {metric}={score:.4f} over CV folds and PyCaret's test "
-            f"split ({figures})")
-        if pick != 0:
-            notes.append(f"variant {variant.name}: {chosen_id} chosen over the CV leader {grid.index[0]} on all "
-                         f"validation rows (CV folds and PyCaret's test split): {metric} {score:.4f} vs "
-                         f"{pooled[0]['pooled']:.4f}")
-        if best is None or sign * score > sign * best[0]:
-            best = (score, top[pick], exp, variant.name, chosen_id)
-    assert best is not None
-    score, model, exp, variant_name, model_id = best
-    cv: dict[str, float] | None = None
-    if t.tune_top:
-        say(f"tuning {model_id} ({t.tune_iterations} iterations)")
-        tuned = exp.tune_model(model, n_iter=t.tune_iterations, optimize=metric, choose_better=True, verbose=False)
-        tuned_metrics = {k: float(v) for k, v in exp.pull().loc["Mean"].items()}
-        improved = params_of(tuned) != params_of(model)  # choose_better returns the original otherwise
-        rows.append({"model_id": model_id, "model": type(tuned).__name__, "variant": variant_name,
-                     "stage": "tuned" if improved else "tuned (not better: kept the default)",
+        say(f"variant {variant.name}: {metric} over CV folds and PyCaret's test split: {figures}")
+    leaders.sort(key=lambda leader: -sign * leader.pooled)
+    tuning_started = time.perf_counter()
+    for rank, leader in enumerate(leaders[:t.tune_top]):
+        spent = (time.perf_counter() - tuning_started) / 60
+        if spent > t.budget_time_minutes:  # as compare_models' budget: no new model once it is spent
+            notes.append(f"tuning stopped after {rank} of {min(t.tune_top, len(leaders))} leaders: "
+                         f"{spent:.1f} min spent, over training.budget_time_minutes {t.budget_time_minutes:g}")
+            say(notes[-1])
+            break
+        say(f"tuning {leader.model_id} of variant {leader.variant} ({t.tune_iterations} iterations)")
+        tuned = leader.exp.tune_model(leader.model, n_iter=t.tune_iterations, optimize=metric, choose_better=True,
+                                      verbose=False)
+        tuned_metrics = {k: float(v) for k, v in leader.exp.pull().loc["Mean"].items()}
+        improved = params_of(tuned) != params_of(leader.model)  # choose_better returns the original otherwise
+        entry = pooled_scores(leader.exp, [tuned], [tuned_metrics[metric]], metric)[0] if improved else None
+        better = entry is not None and sign * entry["pooled"] > sign * leader.pooled
+        rows.append({"model_id": leader.model_id, "model": type(tuned).__name__, "variant": leader.variant,
+                     "stage": "tuned" if better else "tuned (not better: kept the default)",
                      "hyperparameters": json.dumps(params_of(tuned), sort_keys=True),
-                     "metrics": json.dumps(tuned_metrics), "sort_metric": metric,
-                     "sort_value": tuned_metrics.get(metric), "fit_seconds": np.nan})
-        if improved:
-            model = tuned
-            cv = tuned_metrics
-    if cv is None:
-        cv = {k: v for k, v in json.loads(next(
-            r["metrics"] for r in rows if r["model_id"] == model_id and r["variant"] == variant_name
-            and r["stage"] == "compare")).items() if "(" not in k}  # CV means only, not the pooled figures
+                     "metrics": json.dumps({**tuned_metrics, **(entry["shown"] if entry else {})}),
+                     "sort_metric": metric, "sort_value": tuned_metrics.get(metric), "fit_seconds": np.nan})
+        if better:
+            leader.model, leader.pooled, leader.cv, leader.cv_metrics = (tuned, entry["pooled"], entry["cv"],
+                                                                         tuned_metrics)
+    chosen = max(leaders, key=lambda leader: sign * leader.pooled)
+    by_cv = max(leaders, key=lambda leader: sign * leader.cv)
+    if chosen is not by_cv:
+        notes.append(f"{chosen.model_id} ({chosen.variant}) chosen over the CV leader {by_cv.model_id} "
+                     f"({by_cv.variant}) on all validation rows (CV folds and PyCaret's test split): {metric} "
+                     f"{chosen.pooled:.4f} vs {by_cv.pooled:.4f}")
+        say(notes[-1])
+    model, exp, variant_name, model_id, cv = chosen.model, chosen.exp, chosen.variant, chosen.model_id, \
+        chosen.cv_metrics
     bounds = fold_bounds(exp)
     say(f"finalizing {model_id} on the whole window")
     final = exp.finalize_model(model)

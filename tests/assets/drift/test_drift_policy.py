@@ -14,11 +14,11 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from assets.drift.compute import calendar_exclusions, drift_columns, feature_drifts, model_drift
-from assets.drift.stats import CALENDAR_PERIODS, calendar_not_voting, flag_features, persistent_for
+from assets.drift.stats import calendar_not_voting, flag_features, persistent_for
 from config import load_config
 from config.loader import DEFAULT_CONFIG_PATH
 from config.schema import DriftConfig
-from features import FeatureSpec, time_features
+from features import CALENDAR_PERIODS, FeatureSpec, time_features
 from lake.tables import EVENT_TIME_COLUMN
 
 CALENDAR = ("hour", "day_of_week", "is_weekend", "day_of_month", "month", "day_of_year")

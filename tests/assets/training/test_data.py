@@ -75,3 +75,31 @@ def test_a_refresh_waits_for_as_many_new_rows_as_prods_hold_out(tmp_path: Path) 
     fixed = _cfg(tmp_path / "fixed", {"refresh_min_rows": 500})
     assert refresh_rows_needed(prod, sizes, fixed) == 500
     assert refresh_data(_features([120] * 6, cfg.dataset.target), prod, fixed) is None
+
+
+def test_a_calendar_feature_is_an_input_only_when_the_window_spans_two_of_its_cycles() -> None:
+    """The zoo's churn: seven months of training (January-July, July a filtered feed with no churner)
+    and a hold-out of August-October. With ``month`` an input every model learnt "month >= 7 never
+    churns" and scored worse than the class shares on the hold-out (log loss 0.66 against 0.58;
+    the fallback 1.09). Seven months are 0.58 of a year: month is a clock there, not a season."""
+    from assets.training.data import spec_for_window
+    from features import FeatureSpec, learnable_time_features
+
+    spec = FeatureSpec(task="classification", time_column="t", target="y", id_column=None, numeric=("x",),
+                       categorical=(), text=(), time_features=("hour", "day_of_week", "month"))
+    times = pd.date_range("2023-01-01", "2023-07-31 23:00", freq="h", tz="UTC")
+    train = pd.DataFrame({EVENT_TIME_COLUMN: times, "x": 0.0, "y": 0})
+    narrowed, left_out = spec_for_window(spec, train, 2.0)
+    assert narrowed.time_features == ("hour", "day_of_week") and narrowed.numeric == ("x",)
+    assert list(left_out) == ["month"]
+    assert left_out["month"] == ("the training window spans 0.58 of its year period "
+                                 "(< training.calendar_min_cycles 2)")
+    # two weeks less an hour: under 2 cycles of day_of_week; 0 keeps everything
+    kept, dropped = learnable_time_features(("hour", "day_of_week"), pd.Timedelta(days=14) - pd.Timedelta(hours=1),
+                                            2.0)
+    assert kept == ("hour",) and list(dropped) == ["day_of_week"]
+    assert learnable_time_features(("month",), pd.Timedelta(days=3), 0.0) == (("month",), {})
+    # two years and a day keep month; an unchanged spec is the same object (nothing to say)
+    long = pd.DataFrame({EVENT_TIME_COLUMN: pd.to_datetime(["2021-01-01", "2023-01-03"], utc=True), "x": 0.0, "y": 0})
+    same, none = spec_for_window(spec, long, 2.0)
+    assert same is spec and none == {}

@@ -137,3 +137,21 @@ def test_regression_leaders_are_pooled_in_mae_with_sklearns_scorer(tmp_path: Pat
     assert metrics["MAE (CV and test split)"] == pytest.approx((metrics["MAE"] * 360 + metrics["MAE (test split)"]
                                                                  * 120) / 480)
     assert result.model_id == "lr"
+
+
+@pytest.mark.slow
+def test_every_leader_is_tuned_within_the_budget_and_the_pooled_best_is_kept(tmp_path: Path) -> None:
+    """tune_top 2 tunes both leaders (best pooled first), each kept only where tuning improved its
+    pooled figure; the registered choice is the best pooled model after tuning."""
+    result = run_search(_three_classes(), SPEC, _cfg(tmp_path / "cfg", {"tune_top": 2, "tune_iterations": 3}),
+                        "run-7")
+    board = result.leaderboard
+    tuned = board[board["stage"].str.startswith("tuned")]
+    assert sorted(tuned["model_id"]) == ["dt", "lr"]
+    for _, row in tuned.iterrows():
+        metrics = json.loads(row["metrics"])
+        if row["stage"] == "tuned":  # kept: its pooled figure beats the default's
+            default = json.loads(board[(board["model_id"] == row["model_id"]) & (board["stage"] == "compare")]
+                                 .iloc[0]["metrics"])
+            assert metrics["LogLoss (CV and test split)"] < default["LogLoss (CV and test split)"]
+    assert result.model_id == "lr" and not any("tuning stopped" in n for n in result.notes)
