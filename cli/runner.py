@@ -95,19 +95,26 @@ class JobRunner:
     def run(self, name: str, run_config: dict[str, Any] | None = None, *, partition_key: str | None = None,
             tags: dict[str, str] | None = None, log_level: str | None = "WARNING") -> JobRun:
         """Run job ``name`` in process; never raises on a failed step (the failure is in the result).
+        The run is tagged with this process (:func:`assets.run_health.process_tags`), and runs of
+        killed earlier processes are marked failed first (:func:`assets.run_health.fail_dead_runs`).
 
         ``log_level`` is the Dagster console logger's level (None: Dagster's default). A key of a
         dynamically partitioned job is added first, as the inbox sensor's run request would."""
         import dagster as dg
 
+        from assets.run_health import fail_dead_runs, process_tags
+
         job = self.job(name)
         loggers = {"loggers": {"console": {"config": {"log_level": log_level}}}} if log_level else {}
         with dg.DagsterInstance.get() as instance:
+            # a run of a killed earlier process would stay STARTED and hold the daemon's queue
+            for run_id in fail_dead_runs(instance):
+                log.warning("run %s: its process is gone (killed mid-run); marked failed", run_id)
             if partition_key is not None and isinstance(job.partitions_def, dg.DynamicPartitionsDefinition):
                 instance.add_dynamic_partitions(job.partitions_def.name, [partition_key])
             result = job.execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False,
                                             run_config={**loggers, **(run_config or {})} or None,
-                                            tags={**TRIGGER_TAGS, **(tags or {})})
+                                            tags={**TRIGGER_TAGS, **process_tags(), **(tags or {})})
         return JobRun(name, result.success, "" if result.success else failure_text(result), result)
 
 

@@ -18,6 +18,7 @@ from assets.ingest.reader import BatchRejected, quarantine_file
 from assets.jobs import INGEST_JOB
 from assets.partitions import batches_partitions
 from assets.resources import LakehouseResource
+from assets.run_health import fail_dead_runs
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ def build_inbox_sensor(poll_seconds: int, max_runs_per_tick: int) -> dg.SensorDe
                            "(once per file version).")
     def inbox_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
         paths = lakehouse.paths()
+        # a run of a killed command-line process would hold the one-ingest-at-a-time queue for good
+        for run_id in fail_dead_runs(context.instance):
+            context.log.warning("run %s: its process is gone (killed mid-run); marked failed", run_id)
         cursor = json.loads(context.cursor) if context.cursor else {}
         files = quarantine_invalid_names(scan_inbox(paths.inbox), paths.quarantine)
         new, nxt = plan_inbox(files, cursor, max_runs_per_tick)

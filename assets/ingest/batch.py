@@ -21,6 +21,7 @@ from assets.ingest.contract import Contract, ensure_contract
 from assets.ingest.reader import BatchRejected, batch_meta, conform_to_contract, quarantine_file, read_batch_file
 from config.schema import BATCH_ID_PATTERN, PipelineConfig
 from lake.delta import Lake
+from lake.faults import crash_point
 from lake.paths import DataPaths, sha256_file
 from lake.tables import BATCH_COLUMN, BATCHES, BATCHES_SCHEMA, INGESTED_AT_COLUMN, RAW, SOURCE_FILE_COLUMN
 
@@ -107,6 +108,7 @@ def ingest_batch(batch_id: str, cfg: PipelineConfig, paths: DataPaths, lake: Lak
     _record_batch(lake, {**base, **meta, "status": "ingested",
                          "type_errors": json.dumps(conformed.type_errors),
                          "extra_columns": json.dumps(conformed.extra_columns)})
+    crash_point("after_raw_commit")  # fault tests: killed here, the file is still in the inbox
     if path.parent == paths.inbox:
         paths.archive.mkdir(parents=True, exist_ok=True)
         shutil.move(str(path), paths.archive / path.name)
