@@ -51,8 +51,10 @@ def print_summary(house: Lakehouse) -> None:
     overview = batch_overview(lake)
     if not overview.empty:
         print("  " + overview.fillna("").to_string().replace("\n", "\n  "))
-        print(f"  batches: {int((overview['status'] == 'ingested').sum())} ingested, "
-              f"{int((overview['status'] != 'ingested').sum())} quarantined")
+        counts = overview["status"].value_counts()
+        print("  batches: " + ", ".join(f"{int(counts.get(s, 0))} {s}" for s in
+                                        ("ingested", "ingesting", "blocked", "quarantined") if counts.get(s, 0))
+              + ("  (ingesting: incomplete, the next ingest run completes them)" if counts.get("ingesting") else ""))
     for table in (RAW, CLEANED, FEATURES, QUALITY, "batches", SCHEMA_CONTRACT):
         if lake.exists(table):
             dt = lake.table(table)

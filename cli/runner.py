@@ -134,10 +134,26 @@ def ingest_pending(paths: DataPaths, quiet: bool = True) -> list[BatchResult]:
         run = runner.run(INGEST_JOB, partition_key=f.batch_id, tags={"lakehouse/source_file": f.path.name},
                          log_level="WARNING" if quiet else None)
         outcome = run.as_result(f.batch_id)
+        status = batch_status(paths, f.batch_id)
+        if outcome.success and status != "ingested":  # True means every batch touched is complete
+            outcome = BatchResult(f.batch_id, False, f"the run succeeded but the batch is {status!r}")
         log.info("%s %s in %.1fs%s", f.batch_id, "ingested" if outcome.success else "FAILED",
                  time.perf_counter() - started, f" ({outcome.failure})" if outcome.failure else "")
         results.append(outcome)
     return results
+
+
+def batch_status(paths: DataPaths, batch_id: str) -> str | None:
+    """The ``batches`` status of a batch (ingesting / ingested / blocked / quarantined), None if unknown."""
+    from config import load_config
+    from lake.open import open_lake
+    from lake.tables import BATCHES
+
+    lake = open_lake(load_config(), paths)
+    if not lake.exists(BATCHES):
+        return None
+    rows = lake.read_batch(BATCHES, batch_id, column="batch_id")
+    return None if rows.empty else str(rows.iloc[-1]["status"])
 
 
 def run_retrain(paths: DataPaths, mode: str = "full") -> BatchResult:

@@ -3,7 +3,10 @@
 The cursor (stored by the Dagster instance, so it survives daemon restarts) maps each inbox file
 already requested to its size and modification time. A file is requested once; a file replaced
 by a new version (other size or mtime) is requested again, which re-ingests that batch in place.
-Files leave the inbox when ingested (archive) or rejected (quarantine), and leave the cursor then.
+Files leave the inbox when their batch is complete (archive) or rejected (quarantine), and leave
+the cursor then. A file still in the inbox whose run failed (its process was killed, a step
+failed) is an incomplete batch: it is requested again, up to :data:`MAX_INGEST_ATTEMPTS` runs of
+that file version, each replacing what the last one wrote.
 """
 
 
@@ -63,6 +66,28 @@ def quarantine_invalid_names(files: list[InboxFile], quarantine: Path) -> list[I
     return [f for f in files if valid_batch_id(f.batch_id)]
 
 
+# A batch whose run failed and whose file is still in the inbox (its process crashed, or a step
+# failed) is requested again, at most this many runs of the same file version in all: a crash is
+# rare, so a third failure in a row is a bug or a broken dependency a person must look at (the
+# batch stays `ingesting` in the batches table and its runs' failures say why).
+MAX_INGEST_ATTEMPTS = 3
+
+
+def retry_attempt(instance: dg.DagsterInstance, f: InboxFile) -> int | None:
+    """The attempt number to request for a file already requested, or None: it still runs (or
+    waits in the queue), its last run did not fail, or it failed :data:`MAX_INGEST_ATTEMPTS` times.
+    Only runs of this file version count (the run key holds its signature)."""
+    records = instance.get_run_records(filters=dg.RunsFilter(
+        job_name=INGEST_JOB, tags={"dagster/partition": f.batch_id, "lakehouse/source_file": f.path.name}))
+    runs = [r.dagster_run for r in records
+            if (r.dagster_run.tags.get("dagster/run_key") or "").startswith(f"{f.batch_id}:{f.signature}")]
+    if not runs or any(not run.is_finished for run in runs):
+        return None
+    if runs[0].status != dg.DagsterRunStatus.FAILURE or len(runs) >= MAX_INGEST_ATTEMPTS:
+        return None  # newest first: the last one succeeded, or the attempts are spent
+    return len(runs) + 1
+
+
 def build_inbox_sensor(poll_seconds: int, max_runs_per_tick: int) -> dg.SensorDefinition:
     @dg.sensor(name="inbox_sensor", job_name=INGEST_JOB, minimum_interval_seconds=poll_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING,
@@ -76,12 +101,25 @@ def build_inbox_sensor(poll_seconds: int, max_runs_per_tick: int) -> dg.SensorDe
         cursor = json.loads(context.cursor) if context.cursor else {}
         files = quarantine_invalid_names(scan_inbox(paths.inbox), paths.quarantine)
         new, nxt = plan_inbox(files, cursor, max_runs_per_tick)
-        if new:
-            context.log.info("inbox: requesting %s", [f.path.name for f in new])
+        requests = [(f, f"{f.batch_id}:{f.signature}") for f in new]
+        # a file requested before and still in the inbox whose run failed: its batch is incomplete
+        fresh = {f.path.name for f in new}
+        for f in files:
+            if len(requests) >= max_runs_per_tick:
+                break
+            if f.path.name in fresh or cursor.get(f.path.name) != f.signature:
+                continue
+            attempt = retry_attempt(context.instance, f)
+            if attempt is not None:
+                context.log.warning("inbox: %s is still in the inbox after a failed run: attempt %d of %d",
+                                    f.path.name, attempt, MAX_INGEST_ATTEMPTS)
+                requests.append((f, f"{f.batch_id}:{f.signature}:attempt{attempt}"))
+        if requests:
+            context.log.info("inbox: requesting %s", [key for _, key in requests])
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=f"{f.batch_id}:{f.signature}", partition_key=f.batch_id,
+            run_requests=[dg.RunRequest(run_key=key, partition_key=f.batch_id,
                                         tags={"lakehouse/source_file": f.path.name})
-                          for f in new],
+                          for f, key in requests],
             dynamic_partitions_requests=[batches_partitions.build_add_request(sorted({f.batch_id for f in new}))]
             if new else [],
             cursor=json.dumps(nxt, sort_keys=True),

@@ -6,9 +6,11 @@ import pandas as pd
 
 from assets.drift.compute import DriftResult, compute_drift
 from assets.ingest.assets import INGEST_GROUP, features
+from assets.ingest.batch import complete_batch
 from assets.metadata import numbers
 from assets.partitions import batches_partitions
 from assets.resources import LakehouseResource
+from lake.faults import crash_point
 from lake.tables import DRIFT
 
 DRIFT_CHECK = "batch_not_drifted"
@@ -74,6 +76,9 @@ def drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
     lake = lakehouse.lake()
     result = compute_drift(lake, lakehouse.registry(), lakehouse.cfg(), context.partition_key, context.run_id)
     context.log.info("drift of %s: %s", context.partition_key, result.verdict["reason"])
+    crash_point("after_drift")  # its rows committed (or none: no prod model to compare with yet)
+    # the batch's last step committed: it is ingested, and its file leaves the inbox
+    complete_batch(lake, lakehouse.paths(), context.partition_key)
     yield dg.MaterializeResult(metadata=drift_metadata(result, lake.uri(DRIFT)))
     yield dg.AssetCheckResult(
         check_name=DRIFT_CHECK, asset_key="drift", passed=not result.verdict.get("drifted", False),

@@ -11,7 +11,7 @@ import math
 
 import dagster as dg
 
-from assets.ingest.batch import ingest_batch
+from assets.ingest.batch import BLOCKED, complete_batch, ingest_batch
 from assets.ingest.contract import load_contract
 from assets.ingest.reader import BatchRejected
 from assets.ingest.report import make_eda_report
@@ -36,7 +36,9 @@ def _step(fn, *args):
 @dg.asset(partitions_def=batches_partitions, group_name=INGEST_GROUP, kinds={"deltalake", "pandas"},
           description="Source rows of each batch as they arrived, typed to the schema contract, with "
                       "`_batch_id`, `_source_file`, `_ingested_at`. A malformed batch file is moved to "
-                      "quarantine with a reason and this step fails with that reason.")
+                      "quarantine with a reason and this step fails with that reason. The batch's "
+                      "`batches` row says `ingesting` until its drift step committed (then `ingested` "
+                      "and the file is archived).")
 def raw(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
     cfg, paths, lake = lakehouse.cfg(), lakehouse.paths(), lakehouse.lake()
     batch_id = context.partition_key
@@ -93,6 +95,10 @@ def build_quality_asset(cfg: PipelineConfig) -> dg.AssetsDefinition:
                        "delta_version": version}),
             "per_column": dg.MetadataValue.md(per_column.round(4).to_markdown(index=False)),
         })
+        blocked = [o.name for o in result.checks if not o.passed and o.name in lakehouse.cfg().quality.blocking_checks]
+        if blocked:  # the steps after this one will not run: the batch is complete as far as it goes
+            complete_batch(lakehouse.lake(), lakehouse.paths(), context.partition_key, BLOCKED)
+            context.log.warning("batch %s blocked by quality check(s) %s", context.partition_key, blocked)
         for outcome in result.checks:
             yield dg.AssetCheckResult(check_name=outcome.name, asset_key="quality", passed=bool(outcome.passed),
                                       description=outcome.description,

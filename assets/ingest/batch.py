@@ -1,9 +1,13 @@
-"""Ingest one batch file into ``raw`` (plain orchestration, called by the ``raw`` asset).
+"""Ingest one batch file into ``raw``, and close the batch once its last step committed.
 
-Order of effects, chosen so a crash at any point loses nothing and duplicates nothing:
-read and check the file -> one Delta commit replacing the batch in ``raw`` -> record the batch in
-``batches`` -> move the file from the inbox to the archive. A crash before the move leaves the
-file in the inbox; ingesting it again replaces the same batch.
+Order of effects, chosen so a crash at any point loses nothing, duplicates nothing and leaves
+no batch looking complete while it is not: read and check the file -> one Delta commit
+replacing the batch in ``raw`` -> its ``batches`` row says ``ingesting`` -> quality, cleaned,
+features, drift (each one predicate overwrite of the batch) -> :func:`complete_batch`: the row
+says ``ingested`` (or ``blocked`` when a blocking quality check stopped the steps after it) ->
+the file moves from the inbox to the archive. Until that move the file stays in the inbox, so
+the next run (``run.py``, or ``inbox_sensor``'s retry of a failed run) ingests the batch again,
+replacing every step's rows.
 """
 
 from __future__ import annotations
@@ -105,13 +109,36 @@ def ingest_batch(batch_id: str, cfg: PipelineConfig, paths: DataPaths, lake: Lak
     stored = typed.assign(**{BATCH_COLUMN: batch_id, SOURCE_FILE_COLUMN: path.name,
                              INGESTED_AT_COLUMN: pd.Timestamp(now).as_unit("us")})
     version = lake.overwrite_batch(RAW, stored, batch_id, schema=contract.arrow_schema())
-    _record_batch(lake, {**base, **meta, "status": "ingested",
+    _record_batch(lake, {**base, **meta, "status": INGESTING,
                          "type_errors": json.dumps(conformed.type_errors),
                          "extra_columns": json.dumps(conformed.extra_columns)})
-    crash_point("after_raw_commit")  # fault tests: killed here, the file is still in the inbox
-    if path.parent == paths.inbox:
-        paths.archive.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), paths.archive / path.name)
-    log.info("ingested %s: %d rows into raw v%d", batch_id, len(typed), version)
+    crash_point("after_raw_commit")
+    log.info("ingesting %s: %d rows into raw v%d", batch_id, len(typed), version)
     return IngestOutcome(batch_id, path.name, len(typed), version, meta, conformed.type_errors,
                          conformed.extra_columns, contract)
+
+
+INGESTING, INGESTED, BLOCKED = "ingesting", "ingested", "blocked"  # `batches.status`, with quarantined
+
+
+def complete_batch(lake: Lake, paths: DataPaths, batch_id: str, status: str = INGESTED) -> bool:
+    """Close a batch whose last step committed: its ``batches`` row says ``status`` (``ingested``,
+    or ``blocked`` when a blocking quality check stopped the steps after it), then its file moves
+    from the inbox to the archive. A batch that is not ``ingesting`` (already closed, or re-checked
+    by drift_job later) is left as it is; returns whether this call closed it.
+
+    The row is written before the move: a crash between the two leaves a closed batch whose file
+    is still in the inbox, which the next run ingests again (replacing the same rows) and closes."""
+    rows = lake.read_batch(BATCHES, batch_id, column="batch_id") if lake.exists(BATCHES) else pd.DataFrame()
+    if rows.empty or rows.iloc[-1]["status"] != INGESTING:
+        return False
+    row = {k: (None if pd.isna(v) else v) if not isinstance(v, (list, dict)) else v
+           for k, v in rows.iloc[-1].to_dict().items()}
+    _record_batch(lake, {**row, "status": status})
+    crash_point("before_archive")
+    path = paths.inbox / str(row["source_file"])
+    if path.exists():
+        paths.archive.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), paths.archive / path.name)
+    log.info("%s %s: every step committed, file archived", batch_id, status)
+    return True

@@ -15,6 +15,7 @@ from assets.ingest.quality import CheckOutcome, batch_quality, evaluate_checks, 
 from config.schema import PipelineConfig
 from features import FeatureSpec, build_features, target_arrow_type
 from lake.delta import Lake
+from lake.faults import crash_point
 from lake.tables import CLEANED, FEATURES, QUALITY, QUALITY_SCHEMA, RAW
 
 
@@ -39,6 +40,7 @@ def quality_step(lake: Lake, cfg: PipelineConfig, batch_id: str) -> QualityResul
     history = lake.read(QUALITY, columns=["batch_id", "column", "categories"], missing_ok=True)
     rows = batch_quality(frame, contract, cfg, batch_id, seen_categories(history, batch_id))
     version = lake.overwrite_batch(QUALITY, rows, batch_id, schema=QUALITY_SCHEMA)
+    crash_point("after_quality_commit")
     return QualityResult(rows, evaluate_checks(rows, cfg), version)
 
 
@@ -53,6 +55,7 @@ def cleaning_step(lake: Lake, cfg: PipelineConfig, batch_id: str) -> TableResult
     contract = require_contract(lake)
     kept, counts = clean_batch(lake.read_batch(RAW, batch_id), contract, cfg)
     version = lake.overwrite_batch(CLEANED, kept, batch_id, schema=contract.arrow_schema())
+    crash_point("after_cleaned_commit")
     return TableResult(kept, version, counts)
 
 
@@ -61,4 +64,5 @@ def features_step(lake: Lake, cfg: PipelineConfig, batch_id: str) -> tuple[Table
     frame = build_features(lake.read_batch(CLEANED, batch_id), spec)
     schema = spec.arrow_schema(target_arrow_type(spec.task, frame[spec.target]))
     version = lake.overwrite_batch(FEATURES, frame, batch_id, schema=schema)
+    crash_point("after_features_commit")
     return TableResult(frame, version, {"row_count": len(frame)}), spec

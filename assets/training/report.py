@@ -66,7 +66,11 @@ def make_summary_report(lake: Lake, out_path: Path, *, dataset: str, metric: str
         sections.append(f"<h2>Data quality over batches</h2><img src='data:image/png;base64,{png_base64(fig)}'>")
     if not batches.empty:
         bad = batches[batches["status"] != "ingested"]
-        sections.append(f"<p>{len(batches) - len(bad)} batches ingested, {len(bad)} quarantined.</p>"
+        counts = batches["status"].value_counts()
+        shown = ", ".join(f"{int(counts[s])} {s}" for s in ("ingested", "ingesting", "blocked", "quarantined")
+                          if s in counts)
+        sections.append(f"<p>Batches: {shown} (ingesting: incomplete; blocked: stopped by a blocking quality "
+                        "check).</p>"
                         + (_table(bad[["batch_id", "reason_code", "reason"]]) if len(bad) else ""))
     versions = lake.read(MODEL_REGISTRY, missing_ok=True)
     if versions.empty:

@@ -63,3 +63,38 @@ def test_plan_inbox_caps_runs_per_tick(tmp_path: Path) -> None:
     new, cursor = plan_inbox(files, cursor, limit=2)
     assert [f.batch_id for f in new] == ["batch_00002", "batch_00003"]
     assert len(cursor) == 4
+
+
+def test_a_file_left_in_the_inbox_by_a_failed_run_is_requested_again_up_to_three_runs(tmp_path: Path) -> None:
+    from assets.jobs import INGEST_JOB
+    from sensors.inbox import MAX_INGEST_ATTEMPTS
+
+    cfg_path = write_config(tmp_path / "cfg")
+    data = tmp_path / "data"
+    defs = build_definitions(str(cfg_path), str(data))
+    sensor, job = defs.resolve_sensor_def("inbox_sensor"), defs.resolve_job_def(INGEST_JOB)
+    resource = LakehouseResource(config_path=str(cfg_path), data_root=str(data))
+    (resource.paths().inbox / "batch_00001.csv").write_text("a\n1\n")
+    instance = dg.DagsterInstance.ephemeral()
+    first = _evaluate(sensor, instance, resource, None)
+    request = first.run_requests[0]
+
+    def record(run_key: str, status: dg.DagsterRunStatus) -> None:  # what the daemon's run leaves
+        instance.create_run_for_job(job, status=status, tags={
+            "dagster/partition": "batch_00001", "dagster/run_key": run_key, **request.tags})
+
+    record(request.run_key, dg.DagsterRunStatus.STARTED)
+    assert _evaluate(sensor, instance, resource, first.cursor).run_requests == []  # still running
+    instance.report_run_failed(instance.get_runs()[0])  # e.g. its process was killed
+    retry = _evaluate(sensor, instance, resource, first.cursor).run_requests
+    assert [r.run_key for r in retry] == [f"{request.run_key}:attempt2"]
+    assert retry[0].partition_key == "batch_00001" and retry[0].tags == request.tags
+
+    record(retry[0].run_key, dg.DagsterRunStatus.FAILURE)
+    third = _evaluate(sensor, instance, resource, first.cursor).run_requests
+    assert [r.run_key for r in third] == [f"{request.run_key}:attempt3"] and MAX_INGEST_ATTEMPTS == 3
+    record(third[0].run_key, dg.DagsterRunStatus.FAILURE)
+    assert _evaluate(sensor, instance, resource, first.cursor).run_requests == []  # attempts spent
+
+    record(f"{request.run_key}:attempt4", dg.DagsterRunStatus.SUCCESS)  # a later success: nothing to retry
+    assert _evaluate(sensor, instance, resource, first.cursor).run_requests == []

@@ -153,6 +153,9 @@ def test_failing_blocking_quality_check_stops_cleaning(tmp_path: Path) -> None:
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert checks["quality_score_above_min"] is False
     assert pipe.lake.exists(QUALITY) and not pipe.lake.exists(CLEANED)  # stopped before cleaning
+    # complete as far as it goes: `blocked`, not `ingesting`, and its file archived
+    assert pipe.lake.read(BATCHES)["status"].tolist() == ["blocked"]
+    assert not list(pipe.paths.inbox.iterdir()) and len(list(pipe.paths.archive.iterdir())) == 1
 
 
 def test_tables_are_real_delta_tables_for_duckdb(after_two_batches: Pipeline) -> None:
