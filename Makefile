@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast dev bench bench-automl lint lock clean
+.PHONY: venv demo test test-fast dev bench bench-automl bench-quarantine lint lock clean
 
 $(STAMP): requirements.lock requirements-bootstrap.txt build-constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench: $(STAMP)
 # dataset (default search, about half an hour on 2 cores; docs/performance.md).
 bench-automl: $(STAMP)
 	$(BIN)/python bench/automl_vs_baseline.py --all
+
+# How fast read_batch_file quarantines a hostile CSV (50 MB on one line, 1 GB) against a normal
+# monthly batch and a plain read of the same bytes (docs/architecture.md "Bounded reading").
+bench-quarantine: $(STAMP)
+	$(BIN)/python bench/quarantine.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

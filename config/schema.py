@@ -112,6 +112,33 @@ class IngestConfig(_Strict):
     extra_columns: Literal["drop", "reject"] = Field(
         default="drop", description="Columns not in the schema contract: dropped (and listed in "
         "the batch record) or the batch is rejected.")
+    # Bounds checked before pandas parses a batch (assets/ingest/limits.py, docs/architecture.md
+    # "Bounded reading"). Each default comes from a resource the reader spends, not from one dataset.
+    max_file_bytes: int = Field(
+        default=512 * 2**20, gt=0, description="Largest file, in bytes the parser reads (the file; for "
+        "XLSX and compressed CSV the decompressed bytes), else `too_large`. The batch is held as text "
+        "cells: 10x the CSV's bytes in memory (measured on the monthly flights batch, 5.2 MB -> 53 MB), "
+        "so 512 MiB is ~5 GiB of frame before typing, what one ingest run may take on an 8-16 GiB worker; "
+        "files of a few hundred MB pass.")
+    max_line_bytes: int = Field(
+        default=4 * 2**20, gt=0, description="Longest CSV record in bytes (a logical record: line breaks "
+        "inside quotes belong to it), else `line_too_long`. Room for one cell at `max_cell_chars` in "
+        "4-byte UTF-8 characters; it lets the scan stop a file without line breaks after 4 MiB instead "
+        "of handing pandas one endless line.")
+    max_cell_chars: int = Field(
+        default=2**20, gt=0, description="Longest text cell in characters, else `cell_too_long`. Equals "
+        "the router's default `max_body_bytes` (1 MiB): a longer value could never be sent to /predict, "
+        "so a model must not learn from it; 1 Mi characters are ~150,000 words, beyond any free-text field.")
+    max_rows: int = Field(
+        default=10_000_000, gt=0, description="Most data rows, else `too_many_rows`. A CSV at "
+        "`max_file_bytes` with ten short cells per row (54 bytes) has 10 M rows; Parquet is compressed, "
+        "so its bytes bound nothing, and 10 M rows x 10 text cells at the measured 60 bytes per cell are "
+        "~6 GB, the same memory as the largest CSV.")
+    max_columns: int = Field(
+        default=16_384, gt=0, description="Most columns (fields of the header and of every CSV record), "
+        "else `too_many_columns`. pandas' CSV parser costs per field, superlinearly in the header "
+        "(measured: 16,384 columns 0.65 s, 65,536 6.1 s); 16,384 is also Excel's sheet width, the widest "
+        "a spreadsheet export can be.")
 
 
 class RangeSpec(_Strict):

@@ -23,7 +23,8 @@ LAYERS = {"config": 0, "lake": 1, "features": 2, "serving": 2, "stream": 2, "zoo
 INTERNAL = set(LAYERS) | {"tests"}
 DAGSTER_FREE = {"config", "lake", "features", "serving", "stream", "zoo", "router"}
 # in assets/, Dagster only in each domain's assets.py and in the shared Dagster helpers beside them
-ASSETS_DAGSTER_MODULES = {"assets.resources", "assets.partitions", "assets.metadata", "assets.jobs"}
+ASSETS_DAGSTER_MODULES = {"assets.resources", "assets.partitions", "assets.metadata", "assets.jobs",
+                          "assets.run_health"}
 # in router/, Flask only in the app factory, the views and the WSGI entry: the scoring plan, the
 # model pool, the log writer are plain code the benchmarks (and a second front end) call directly
 ROUTER_FLASK_MODULES = {"router.app", "router.views", "router.wsgi"}

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from assets.ingest.contract import Contract
+from assets.ingest.limits import FileRejected, Limits, check_before_parsing, check_frame
 from config.schema import PipelineConfig
 from serving.parsing import as_text, parse_numeric, parse_time, share
 from stream.sources import detect_format, read_file
@@ -33,6 +34,14 @@ REASON_CODES = {
     "target_all_missing": "no row has a target value",
     "contract_conflict": "the configuration contradicts the lake's schema contract",
     "invalid_name": "the file name does not give a valid batch id",
+    # bounded reading (assets/ingest/limits.py): checked before pandas parses the whole file
+    "too_large": "the file (for XLSX or a compressed CSV: its decompressed bytes) is larger than "
+                 "ingest.max_file_bytes",
+    "line_too_long": "a CSV record (line breaks inside quotes included) is longer than ingest.max_line_bytes",
+    "cell_too_long": "a text cell has more characters than ingest.max_cell_chars",
+    "too_many_rows": "the file has more data rows than ingest.max_rows",
+    "too_many_columns": "the header or a CSV record has more fields than ingest.max_columns",
+    "duplicate_columns": "the header gives the same name (after trimming spaces) to several columns",
 }
 
 
@@ -48,15 +57,25 @@ class BatchRejected(Exception):
 
 
 def read_batch_file(path: Path, cfg: PipelineConfig) -> pd.DataFrame:
-    """Read a batch as it arrived (CSV cells as text); raise BatchRejected if it cannot be read."""
+    """Read a batch as it arrived (CSV cells as text); raise BatchRejected if it cannot be read.
+
+    The limits of ``ingest:`` (size, record length, rows, columns, unique header names) are checked
+    before pandas parses the whole file, so a hostile file is quarantined after reading at most its
+    limit's worth of bytes; cell lengths and, as the authority, rows / columns / names once more on
+    the parsed frame (:mod:`assets.ingest.limits`).
+    """
     if path.stat().st_size == 0:
         raise BatchRejected("empty", f"{path.name} is 0 bytes")
     try:
         fmt = detect_format(path)
     except ValueError as exc:
         raise BatchRejected("unreadable", str(exc)) from exc
+    limits = Limits.from_config(cfg.ingest)
     try:
+        pre = check_before_parsing(path, fmt, limits, cfg.ingest.encoding)
         df = read_file(path, fmt, as_strings=True, encoding=cfg.ingest.encoding)
+    except FileRejected as exc:
+        raise BatchRejected(exc.code, exc.message, exc.details) from exc
     except UnicodeDecodeError as exc:
         raise BatchRejected("encoding", f"{path.name} is not valid {cfg.ingest.encoding}: {exc.reason} "
                             f"at byte {exc.start}", {"byte_offset": exc.start}) from exc
@@ -68,6 +87,10 @@ def read_batch_file(path: Path, cfg: PipelineConfig) -> pd.DataFrame:
         raise BatchRejected("empty", f"{path.name} has a header but no rows",
                             {"columns": list(map(str, df.columns))})
     df.columns = [str(c).strip() for c in df.columns]
+    try:
+        check_frame(path.name, df, limits, pre)
+    except FileRejected as exc:
+        raise BatchRejected(exc.code, exc.message, exc.details) from exc
     return df
 
 
