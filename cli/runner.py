@@ -92,6 +92,17 @@ class JobRunner:
         """The job definition (building the definitions on first use)."""
         return _definitions(os.environ.get(CONFIG_ENV), str(self.paths.root)).resolve_job_def(name)
 
+    def ingest_tags(self, source: Path) -> dict[str, str]:
+        """The tags of an ingest run of ``source``, as the inbox sensor gives them (its size and timeout)."""
+        import dagster as dg
+
+        from assets.run_health import ingest_run_tags
+        from config import load_config
+
+        ingest = load_config().ingest
+        with dg.DagsterInstance.get() as instance:
+            return ingest_run_tags(instance, source, ingest.runtime_margin, ingest.max_runtime_seconds)
+
     def run(self, name: str, run_config: dict[str, Any] | None = None, *, partition_key: str | None = None,
             tags: dict[str, str] | None = None, log_level: str | None = "WARNING") -> JobRun:
         """Run job ``name`` in process; never raises on a failed step (the failure is in the result).
@@ -131,7 +142,7 @@ def ingest_pending(paths: DataPaths, quiet: bool = True) -> list[BatchResult]:
     pending = quarantine_invalid_names(scan_inbox(paths.inbox), paths.quarantine)
     for f in tqdm(pending, desc=INGEST_JOB, unit="batch", disable=not pending):
         started = time.perf_counter()
-        run = runner.run(INGEST_JOB, partition_key=f.batch_id, tags={"lakehouse/source_file": f.path.name},
+        run = runner.run(INGEST_JOB, partition_key=f.batch_id, tags=runner.ingest_tags(f.path),
                          log_level="WARNING" if quiet else None)
         outcome = run.as_result(f.batch_id)
         status = batch_status(paths, f.batch_id)

@@ -139,6 +139,15 @@ class IngestConfig(_Strict):
         "else `too_many_columns`. pandas' CSV parser costs per field, superlinearly in the header "
         "(measured: 16,384 columns 0.65 s, 65,536 6.1 s); 16,384 is also Excel's sheet width, the widest "
         "a spreadsheet export can be.")
+    max_runtime_seconds: float | None = Field(
+        default=None, gt=0, description="Timeout of one ingest run (Dagster's `dagster/max_runtime`, enforced "
+        "by the daemon's run monitoring: a run past it is failed and the queue moves on). By default derived "
+        "per run: `runtime_margin` x the slowest of the last 20 successful ingestions, scaled up to this "
+        "file's size; none until one ingestion succeeded (assets/run_health.py).")
+    runtime_margin: float = Field(
+        default=10.0, gt=1, description="How many times the slowest successful ingestion (scaled to the "
+        "file's size) a run may take: the same run varies within ~3x on a loaded machine, so an order of "
+        "magnitude beyond it is a run that stopped making progress.")
 
 
 class RangeSpec(_Strict):

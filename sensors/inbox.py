@@ -21,7 +21,7 @@ from assets.ingest.reader import BatchRejected, quarantine_file
 from assets.jobs import INGEST_JOB
 from assets.partitions import batches_partitions
 from assets.resources import LakehouseResource
-from assets.run_health import fail_dead_runs
+from assets.run_health import fail_dead_runs, ingest_run_tags
 
 
 @dataclass(frozen=True)
@@ -116,9 +116,10 @@ def build_inbox_sensor(poll_seconds: int, max_runs_per_tick: int) -> dg.SensorDe
                 requests.append((f, f"{f.batch_id}:{f.signature}:attempt{attempt}"))
         if requests:
             context.log.info("inbox: requesting %s", [key for _, key in requests])
+        ingest = lakehouse.cfg().ingest
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=key, partition_key=f.batch_id,
-                                        tags={"lakehouse/source_file": f.path.name})
+            run_requests=[dg.RunRequest(run_key=key, partition_key=f.batch_id, tags=ingest_run_tags(
+                context.instance, f.path, ingest.runtime_margin, ingest.max_runtime_seconds))
                           for f, key in requests],
             dynamic_partitions_requests=[batches_partitions.build_add_request(sorted({f.batch_id for f in new}))]
             if new else [],

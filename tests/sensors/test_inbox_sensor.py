@@ -37,6 +37,9 @@ def test_sensor_requests_each_file_once_and_again_when_replaced(tmp_path: Path) 
     assert [(r.partition_key, r.run_key.split(":")[0]) for r in first.run_requests] == [
         ("batch_00001", "batch_00001"), ("batch_00002", "batch_00002")]
     assert first.dynamic_partitions_requests[0].partition_keys == ["batch_00001", "batch_00002"]
+    # each run carries its file's size, from which later runs' timeouts are derived (no history yet: none)
+    assert [r.tags.get("lakehouse/source_bytes") for r in first.run_requests] == ["4", "1"]
+    assert not any("dagster/max_runtime" in r.tags for r in first.run_requests)
     reason = json.loads((resource.paths().quarantine / "bad name!.csv.reason.json").read_text())
     assert reason["code"] == "invalid_name"
 

@@ -4,16 +4,17 @@ deadline passes; and the runs it recorded."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from lake.paths import PROJECT_ROOT
 from tests.support.pipeline import Pipeline
@@ -44,14 +45,38 @@ def _stop(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def install_instance_config(pipe: Pipeline, override: dict | None = None) -> None:
+    """The project's ``dagster.yaml`` in ``pipe``'s instance home, with ``override``'s sections
+    merged into it (one level deep, e.g. ``{"run_monitoring": {"poll_interval_seconds": 1}}``)."""
+    home = pipe.paths.dagster_home
+    settings = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    for section, values in (override or {}).items():
+        settings[section] = {**settings.get(section, {}), **values}
+    (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
+
+
+@contextlib.contextmanager
+def home_instance(pipe: Pipeline) -> Iterator[dg.DagsterInstance]:
+    """The Dagster instance of ``pipe``'s instance home (the one the daemon uses)."""
+    os.environ["DAGSTER_HOME"], saved = str(pipe.paths.dagster_home), os.environ.get("DAGSTER_HOME")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            yield instance
+    finally:
+        if saved is None:
+            del os.environ["DAGSTER_HOME"]
+        else:
+            os.environ["DAGSTER_HOME"] = saved
+
+
 def run_daemon_until(pipe: Pipeline, done: Callable[[], bool], what: str, wait_seconds: float,
-                     before: Callable[[], None] | None = None) -> None:
+                     before: Callable[[], None] | None = None, *, instance_config: dict | None = None) -> None:
     """Run the daemon on ``pipe``'s instance home and config until ``done()`` (checked every 2 s);
     ``before`` runs once the daemon is up (e.g. dropping a file into the inbox). Fails with the
-    daemon's log tail when it exits or ``what`` has not happened in ``wait_seconds``."""
-    home = pipe.paths.dagster_home
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "LAKEHOUSE_CONFIG": str(pipe.config_path),
+    daemon's log tail when it exits or ``what`` has not happened in ``wait_seconds``.
+    ``instance_config``: sections merged into the project's ``dagster.yaml`` for this run."""
+    install_instance_config(pipe, instance_config)
+    env = {**os.environ, "DAGSTER_HOME": str(pipe.paths.dagster_home), "LAKEHOUSE_CONFIG": str(pipe.config_path),
            "LAKEHOUSE_DATA": str(pipe.paths.root),
            "PYCARET_CUSTOM_LOGGING_PATH": str(pipe.paths.logs / "pycaret.log")}
     log_path = pipe.paths.root / "daemon.log"
@@ -73,15 +98,8 @@ def run_daemon_until(pipe: Pipeline, done: Callable[[], bool], what: str, wait_s
 
 def daemon_runs(pipe: Pipeline) -> dict[str, list[dg.DagsterRun]]:
     """The runs the daemon recorded in ``pipe``'s instance home, by job name (newest first)."""
-    os.environ["DAGSTER_HOME"], saved = str(pipe.paths.dagster_home), os.environ.get("DAGSTER_HOME")
-    try:
-        with dg.DagsterInstance.get() as instance:
-            runs = instance.get_runs()
-    finally:
-        if saved is None:
-            del os.environ["DAGSTER_HOME"]
-        else:
-            os.environ["DAGSTER_HOME"] = saved
+    with home_instance(pipe) as instance:
+        runs = instance.get_runs()
     by_job: dict[str, list[dg.DagsterRun]] = {}
     for run in runs:
         by_job.setdefault(run.job_name, []).append(run)
