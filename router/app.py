@@ -38,7 +38,8 @@ def create_app(cfg: PipelineConfig | None = None, data_root: str | None = None, 
     try:
         pool.reload()
     except Exception as exc:  # start anyway: /health?ready=1 says why, the poller retries
-        pool.last_error = f"{type(exc).__name__}: {exc}"
+        pool.last_error = f"loading the models at start failed ({type(exc).__name__}); retrying (details in the " \
+                          "router's log)"
         log.exception("could not load the models at start")
     if poll:
         pool.start_polling(cfg.router.reload_poll_seconds)

@@ -36,8 +36,16 @@ FALLBACKS = Counter("router_fallback_total", "Rows answered by the fallback mode
 LOG_FAILURES = Counter("router_event_log_failures_total", "Events that could not be written (request refused)",
                        ["kind"])
 SWAPS = Counter("router_model_swaps_total", "Model / split state swaps in this worker")
+DISABLED = Gauge("router_model_disabled", "1 while an alias is out of service because its model cannot be "
+                 "loaded (the reason: /health?ready=1)", ["alias"], multiprocess_mode="liveall")
 SERVED_VERSION = Gauge("router_served_version", "Model version served per alias", ["alias"],
                        multiprocess_mode="liveall")
+
+
+def set_disabled(disabled: dict[str, str]) -> None:
+    """Mark the aliases of ``disabled`` out of service and every other alias in service."""
+    for alias in ("prod", "staging", "fallback", "previous"):
+        DISABLED.labels(alias).set(1 if alias in disabled else 0)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from lake.experiments import RUNNING, Experiment, ExperimentStore
 from lake.registry import ModelRegistry
 from lake.tables import EXPERIMENTS, MODEL_ALIASES
+from router import metrics
 from serving.scoring import ServedModel
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ class PoolState:
     rows: dict[int, dict] = field(default_factory=dict)  # registry rows of the served versions
     source: tuple[int | None, int | None] = (None, None)  # (aliases, experiments) Delta versions
     loaded_at: float = 0.0
+    # aliases whose model could not be loaded -> why (public text: no paths, no hashes); such an
+    # alias is out of service, the others serve on
+    disabled: dict[str, str] = field(default_factory=dict)
+    prod_alias: str = "prod"  # the alias answering as prod: `previous` or `fallback` when prod's model is broken
 
     @property
     def running(self) -> Experiment | None:
@@ -82,28 +87,53 @@ class ModelPool:
             cache = {m.version: m for m in served_now if m is not None}
             rows = dict(current.rows) if current is not None else {}
 
+            disabled: dict[str, str] = {}
+
             def served(alias: str) -> ServedModel | None:
+                """The alias's model, or None (no such alias, or its model cannot be loaded: then the
+                alias is disabled with the reason, and only it)."""
                 version = aliases.get(alias)
                 if version is None:
                     return None
                 if version not in cache:
-                    row = self.registry.get(version)
-                    cache[version] = ServedModel.from_registry_row(row, self.registry.load(version))
+                    try:
+                        row = self.registry.get(version)
+                        cache[version] = ServedModel.from_registry_row(row, self.registry.load(version))
+                    except Exception as exc:  # one broken artifact disables its alias, logged in full
+                        log.exception("alias %s: model v%s cannot be loaded; the alias is out of service",
+                                      alias, version)
+                        disabled[alias] = public_load_error(version, exc)
+                        return None
                     rows[version] = row
                 return cache[version]
 
-            prod, staging, fallback = served("prod"), served("staging"), served("fallback")
+            # prod's model broken: the last prod (`previous`), then the robust `fallback`, answer as prod
+            prod, prod_alias = None, "prod"
+            for alias in ("prod", "previous", "fallback"):
+                prod, prod_alias = served(alias), alias
+                if prod is not None:
+                    break
+            if prod is None:
+                self.last_error = "no model can be served: " + "; ".join(f"{a}: {r}" for a, r in disabled.items())
+                metrics.set_disabled(disabled)
+                return current
+            if prod_alias != "prod":
+                log.error("prod cannot be served (%s); %s v%s answers as prod", disabled.get("prod"), prod_alias,
+                          prod.version)
+            staging, fallback = served("staging"), served("fallback")
+            metrics.set_disabled(disabled)
             experiment = None
-            if staging is not None and staging.version != prod.version:
+            # no experiment while prod's own model is out: B would be compared with a stand-in
+            if staging is not None and staging.version != prod.version and prod_alias == "prod":
                 # Opening an experiment writes `experiments`; `source` stays as read before, so the
                 # next poll reloads once more rather than missing a change made in between.
                 experiment = self.experiments.ensure(prod.version, staging.version, self.default_split_b,
                                                      actor=self.actor)
             state = PoolState(prod, staging, fallback, experiment, aliases,
                               {v: rows[v] for v in {m.version for m in (prod, staging, fallback) if m}},
-                              source, time.time())
+                              source, time.time(), disabled, prod_alias)
             self._state = state  # one reference assignment: readers see the old or the new state
-            self.last_error = None
+            self.last_error = "; ".join(f"{a}: {r}" for a, r in disabled.items()) or None
             log.info("serving prod v%s, staging v%s, fallback v%s; experiment %s", prod.version,
                      staging.version if staging else None, fallback.version if fallback else None,
                      f"{experiment.experiment_id} ({experiment.status}, B {experiment.ab_split_b:.0%})"
@@ -130,5 +160,18 @@ class ModelPool:
             try:
                 self.reload()
             except Exception as exc:  # keep serving the current models; report it on /health
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_error = f"reloading from the lake failed ({type(exc).__name__}); still serving " \
+                                  "the previous state (details in the router's log)"
                 log.exception("model pool reload failed; still serving the previous state")
+
+
+def public_load_error(version: int, exc: Exception) -> str:
+    """Why a model version cannot be loaded, in words fit for any client: the kind of fault, never
+    a path, a hash or an exception's text (those go to the router's log)."""
+    from lake.registry import IntegrityError
+
+    if isinstance(exc, IntegrityError):
+        return f"v{version}: its artifact does not match the sha256 the registry holds (changed or corrupted)"
+    if isinstance(exc, FileNotFoundError):
+        return f"v{version}: its artifact is missing"
+    return f"v{version}: its artifact cannot be loaded ({type(exc).__name__})"

@@ -41,7 +41,8 @@ class FeedbackBatchRequest(_Body):
 
 
 class SplitRequest(_Body):
-    ab_split_b: float = Field(ge=0.0, le=1.0, description="Share of users sent to B (staging).")
+    # strict: JSON false is not the share 0.0, nor the string "0.5" a number
+    ab_split_b: float = Field(ge=0.0, le=1.0, strict=True, description="Share of users sent to B (staging).")
     reason: str = Field(default="", max_length=500)
 
 

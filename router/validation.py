@@ -18,6 +18,9 @@ from config.schema import RouterConfig
 # input_schema stores at most this many categories per column (assets.training.registration.input_schema):
 # a shorter list is the whole vocabulary seen in training, a full one may not be.
 STORED_CATEGORIES = 200
+# the event times ingestion and scoring can hold: pandas' nanosecond timestamps (serving.parsing.parse_time)
+TIME_MIN = pd.Timestamp.min.tz_localize("UTC")
+TIME_MAX = pd.Timestamp.max.tz_localize("UTC")
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,17 @@ def _type_problem(kind: str, value: Any) -> str | None:
         if not isinstance(value, str):
             return f"expected an ISO-8601 time string, got {type(value).__name__}"
         try:
-            pd.Timestamp(value)
-        except (ValueError, TypeError):
+            when = pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
             return f"not a time: {value[:40]!r}"
+        if when is pd.NaT:
+            return f"not a time: {value[:40]!r}"
+        if when.tzinfo is None:  # naive times are UTC, as at ingestion (serving.parsing.parse_time)
+            when = when.tz_localize("UTC")
+        if not TIME_MIN <= when <= TIME_MAX:
+            return (f"{value[:40]!r} is outside the times the pipeline can represent "
+                    f"({TIME_MIN.isoformat()} .. {TIME_MAX.isoformat()}: nanosecond timestamps, as ingestion "
+                    "types them)")
         return None
     if not isinstance(value, str):
         return f"expected a string, got {type(value).__name__} {str(value)[:40]!r}"

@@ -82,11 +82,20 @@ def _body(model: type[BaseModel]) -> Any:
     if request.mimetype != "application/json":
         raise RequestInvalid([Problem("body", f"expected Content-Type application/json, got "
                                               f"{request.mimetype or 'none'!r}")], status=415)
-    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    raw = request.get_data(cache=False)  # raises 413 when the Content-Length is past MAX_CONTENT_LENGTH
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # a chunked body has no length to check first: werkzeug stops reading it at the limit and hands
+        # over the cut body (which then failed as invalid JSON, a 400); reaching the limit is too large
+        raise RequestInvalid([Problem("body", f"chunked body of {limit} bytes or more (limit {limit})")],
+                             status=413)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestInvalid([Problem("body", f"not valid JSON: {exc}")], status=400) from exc
+    except RecursionError as exc:  # '[' x 50,000: deeper than the parser recurses; no body of ours nests > 3
+        raise RequestInvalid([Problem("body", "JSON nested too deeply (a request body nests at most 3 levels)")],
+                             status=400) from exc
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -129,7 +138,11 @@ def http_error(exc: HTTPException):
     field = "body" if exc.code == 413 else "path"
     message = (f"body larger than {_ctx().cfg.router.max_body_bytes} bytes" if exc.code == 413
                else exc.description or exc.name)
-    return _error(exc.code or 500, exc.name, [Problem(field, message)])
+    response, status = _error(exc.code or 500, exc.name, [Problem(field, message)])
+    for name, value in exc.get_headers():  # e.g. a 405's Allow: the methods the path takes
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response, status
 
 
 @bp.app_errorhandler(Exception)
@@ -164,7 +177,8 @@ def health():
         return jsonify({"status": "ok"})
     if state is None:
         return jsonify({"status": "not ready", "ready": False, "reason": ctx.pool.last_error}), 503
-    return jsonify({"status": "ready", "ready": True, "models": state.aliases,
+    return jsonify({"status": "ready", "ready": True, "models": state.aliases, "prod_alias": state.prod_alias,
+                    "disabled": state.disabled,
                     **({"warning": ctx.pool.last_error} if ctx.pool.last_error else {})})
 
 
@@ -196,6 +210,7 @@ def model_info():
                                    "prod_version": running.prod_version,
                                    "staging_version": running.staging_version} if running else None,
                     "ab_split_b": running.ab_split_b if running else 0.0,
+                    "prod_alias": state.prod_alias, "disabled": state.disabled,
                     "loaded_at": datetime.fromtimestamp(state.loaded_at, UTC).isoformat()})
 
 

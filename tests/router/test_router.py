@@ -153,7 +153,21 @@ def test_transport_errors_are_json_4xx(client: FlaskClient) -> None:
                        content_type="application/json")
     assert huge.status_code == 413 and "body" in _fields(huge)
     assert client.get("/nope").status_code == 404 and client.get("/nope").get_json()["error"] == "Not Found"
-    assert client.delete("/predict").status_code == 405
+    not_allowed = client.delete("/predict")
+    assert not_allowed.status_code == 405 and "POST" in not_allowed.headers["Allow"]
+    assert "GET" in client.post("/health").headers["Allow"]
+    deep = client.post("/predict", data="[" * 50_000, content_type="application/json")
+    assert deep.status_code == 400 and "nested too deeply" in _fields(deep)["body"]
+
+
+def test_times_outside_the_representable_range_are_422_naming_the_row(client: FlaskClient) -> None:
+    for when in ("1500-01-01T00:00:00Z", "2262-04-12T00:00:00", "9999-12-31"):
+        refused = _predict(client, {"ts": when})
+        assert refused.status_code == 422 and "outside the times" in _fields(refused)["features.ts"]
+    rows = [{"user_id": f"t{i}", "features": {**ROW, **({"ts": "1600-06-01"} if i == 2 else {})}} for i in range(4)]
+    batch = client.post("/predict_batch", json={"rows": rows})
+    assert batch.status_code == 422 and list(_fields(batch)) == ["rows.2.features.ts"]
+    assert _predict(client, {"ts": "1677-09-22T00:00:00Z"}).status_code == 200
 
 
 def test_batch_predicts_many_and_names_the_bad_row(client: FlaskClient) -> None:
@@ -243,6 +257,10 @@ def test_admin_needs_the_bearer_token_and_moves_the_split(client: FlaskClient, l
     assert client.post("/admin/reload", headers=auth).get_json()["aliases"]["staging"] == 3
     bad = client.put("/admin/split", json={"ab_split_b": 1.5}, headers=auth)
     assert bad.status_code == 422 and "ab_split_b" in _fields(bad)
+    for not_a_share in (False, True, "0.5"):  # false is not 0.0: a typed admin field takes numbers only
+        refused = client.put("/admin/split", json={"ab_split_b": not_a_share}, headers=auth)
+        assert refused.status_code == 422 and "valid number" in _fields(refused)["ab_split_b"]
+    assert client.get("/model_info").get_json()["ab_split_b"] == 0.5
     moved = client.put("/admin/split", json={"ab_split_b": 0.0, "reason": "test"}, headers=auth)
     assert moved.status_code == 200 and moved.get_json()["ab_split_b"] == 0.0
     assert {_predict(client, user=f"z{i}").get_json()["variant"] for i in range(30)} == {"A"}
@@ -403,3 +421,81 @@ def test_a_failing_model_is_an_error_of_its_variant(lakehouse: Pipeline) -> None
     analysis = analyse(mine, experiment, "classification", lakehouse.cfg.ab)
     assert analysis.variants["B"].error_rate == 1.0 and analysis.variants["A"].error_rate == 0.0
     assert analysis.decision.action == "rollback" and "error rate 100.00%" in analysis.decision.reason
+
+
+def _corrupted(lakehouse: Pipeline, version: int):
+    """A context in which model ``version``'s artifact is garbage (restored afterwards)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def corrupt():
+        path = Path(ModelRegistry(lakehouse.lake, lakehouse.paths.artifacts).get(version)["artifact_path"])
+        saved = path.read_bytes()
+        path.write_bytes(b"not a pickle" + saved[:100])
+        try:
+            yield
+        finally:
+            path.write_bytes(saved)
+    return corrupt()
+
+
+def _leaks(body: str, lakehouse: Pipeline) -> list[str]:
+    """What a client must never read: paths of the data root, sha256 digests."""
+    import re
+
+    return [hit for hit in (str(lakehouse.paths.root), "artifacts/", ".joblib") if hit in body] + \
+        re.findall(r"\b[0-9a-f]{64}\b", body)
+
+
+def test_a_broken_fallback_disables_the_fallback_only(lakehouse: Pipeline) -> None:
+    with _corrupted(lakehouse, 4):
+        app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    try:
+        c = app.test_client()
+        ready = c.get("/health?ready=1")
+        assert ready.status_code == 200 and ready.get_json()["ready"] is True
+        assert list(ready.get_json()["disabled"]) == ["fallback"]
+        assert "does not match the sha256" in ready.get_json()["disabled"]["fallback"]
+        assert _leaks(ready.get_data(as_text=True), lakehouse) == []
+        info = c.get("/model_info").get_json()
+        assert info["fallback"] is None and info["prod"]["version"] == 1 and info["experiment"] is not None
+        answers = [_predict(c, user=f"bf{i}") for i in range(20)]
+        assert {a.status_code for a in answers} == {200}
+        assert {a.get_json()["model_version"] for a in answers} == {1, 3}
+        scraped = c.get("/metrics").get_data(as_text=True)
+        assert 'router_model_disabled{alias="fallback"} 1.0' in scraped
+        assert 'router_model_disabled{alias="prod"} 0.0' in scraped
+    finally:
+        app.extensions["lakehouse"].events.close()
+
+
+def test_a_broken_prod_is_answered_by_the_fallback_and_says_so(lakehouse: Pipeline) -> None:
+    with _corrupted(lakehouse, 1):
+        app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    try:
+        c = app.test_client()
+        ready = c.get("/health?ready=1").get_json()
+        assert ready["prod_alias"] == "fallback" and list(ready["disabled"]) == ["prod"]
+        info = c.get("/model_info").get_json()
+        # no experiment while prod is a stand-in: B would be compared with the wrong model
+        assert info["prod"]["version"] == 4 and info["experiment"] is None and info["prod_alias"] == "fallback"
+        answer = _predict(c)
+        assert answer.status_code == 200 and answer.get_json()["model_version"] == 4
+        assert _leaks(c.get("/health?ready=1").get_data(as_text=True), lakehouse) == []
+    finally:
+        app.extensions["lakehouse"].events.close()
+
+
+def test_no_loadable_model_is_a_503_without_paths_or_hashes(lakehouse: Pipeline) -> None:
+    with _corrupted(lakehouse, 1), _corrupted(lakehouse, 4):
+        app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    try:
+        c = app.test_client()
+        ready = c.get("/health?ready=1")
+        assert ready.status_code == 503 and "no model can be served" in ready.get_json()["reason"]
+        refused = _predict(c)
+        assert refused.status_code == 503
+        for body in (ready.get_data(as_text=True), refused.get_data(as_text=True)):
+            assert _leaks(body, lakehouse) == []
+    finally:
+        app.extensions["lakehouse"].events.close()

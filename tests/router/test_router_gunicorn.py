@@ -6,6 +6,8 @@ Every loop here is bounded by a request count or a deadline, and talks to loopba
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -190,3 +192,25 @@ def test_fuzz_from_the_openapi_routes_never_gives_5xx(fuzz_server: RouterServer,
                              headers={**headers, "Content-Type": "application/json"}, timeout=30)
     assert r.status_code < 500, (path, body, r.status_code, r.text[:500])
     assert r.headers["Content-Type"].startswith("application/json")
+
+
+def test_a_chunked_body_past_the_limit_is_413_and_the_server_serves_on(fuzz_server: RouterServer) -> None:
+    """A body without Content-Length (chunked) is cut at `router.max_body_bytes` like any other:
+    413 naming the body, after reading at most that much of the 20 MiB sent."""
+    host, port = fuzz_server.url.removeprefix("http://").split(":")
+    limit, sent = 20 * 2**20, 0
+    chunk = b" " * 2**16
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        try:
+            while sent < limit and not select.select([sock], [], [], 0)[0]:  # until the server answers
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed while the rest was still on its way
+        answer = sock.recv(65536)
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 413 REQUEST ENTITY TOO LARGE", answer[:300]
+    assert b'"field":"body"' in rest.replace(b" ", b"") and sent < limit
+    assert requests.get(f"{fuzz_server.url}/health", timeout=10).status_code == 200
