@@ -80,7 +80,8 @@ def plan_rows(state: PoolState, rows: list[PredictRequest], router_cfg: RouterCo
             problems += exc.problems
             continue
         reason = checked.fallback_reason(router_cfg, len(served.spec.numeric))
-        used = "staging" if served is not state.prod else "prod"
+        # while prod's own model cannot be loaded, the alias standing in for it is named on every answer
+        used = "staging" if served is not state.prod else state.prod_alias
         if reason and state.fallback is not None:
             served, used = state.fallback, "fallback"
         planned.append(Planned(row, checked, variant, served, used, reason if used == "fallback" else None))

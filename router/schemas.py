@@ -51,7 +51,8 @@ class PredictResponse(BaseModel):
     variant: str = Field(description="A (prod) or B (staging).")
     experiment_id: str | None
     model_version: int
-    model_used: str = Field(description="prod | staging | fallback")
+    model_used: str = Field(description="prod | staging | fallback; previous while prod's model cannot be "
+                            "loaded and the last prod stands in for it")
     fallback_reason: str | None = None
     prediction: JsonScalar
     probability: float | None = Field(default=None, description="Classification: probability of the "

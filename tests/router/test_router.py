@@ -481,6 +481,7 @@ def test_a_broken_prod_is_answered_by_the_fallback_and_says_so(lakehouse: Pipeli
         assert info["prod"]["version"] == 4 and info["experiment"] is None and info["prod_alias"] == "fallback"
         answer = _predict(c)
         assert answer.status_code == 200 and answer.get_json()["model_version"] == 4
+        assert answer.get_json()["model_used"] == "fallback"  # the stand-in is named on the answer
         assert _leaks(c.get("/health?ready=1").get_data(as_text=True), lakehouse) == []
     finally:
         app.extensions["lakehouse"].events.close()
