@@ -69,7 +69,7 @@ def inference(paths: DataPaths, file: str | None) -> int:
     if "prod" not in aliases:
         print("no prod model in the registry yet: run `make demo` or retrain_job first", file=sys.stderr)
         return 1
-    served = ServedModel.from_registry_row(registry.get(aliases["prod"]), registry.load(aliases["prod"]))
+    served = ServedModel.load(registry, aliases["prod"])  # its compiled scorer when it has one
     source = Path(file)
     scored = score_frame(read_file(source, as_strings=True, encoding=house.cfg.ingest.encoding), served)
     out = paths.reports / f"{source.name.split('.')[0]}_predictions.csv"

@@ -195,7 +195,9 @@ class Lake:
             if new is None:  # nothing to change: no commit (a commit would wake every poller)
                 return current
             try:
-                write_deltalake(dt, to_arrow(new, schema), mode="overwrite", commit_properties=NO_INTERNAL_RETRY)
+                # merge: a column added to the schema in a later release joins the table's schema
+                write_deltalake(dt, to_arrow(new, schema), mode="overwrite", schema_mode="merge",
+                                commit_properties=NO_INTERNAL_RETRY)
                 return new
             except CommitFailedError as exc:
                 if attempt == retries:

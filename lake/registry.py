@@ -81,7 +81,7 @@ class ModelRegistry:
         size = artifact.stat().st_size
         full = {f.name: row.get(f.name) for f in MODEL_REGISTRY_SCHEMA}
         for key in ("hyperparameters", "cv_metrics", "holdout_metrics", "training_batches", "holdout_batches",
-                    "library_versions", "input_schema", "gate", "interpretation"):
+                    "library_versions", "input_schema", "gate", "interpretation", "scorer_check"):
             if full[key] is not None and not isinstance(full[key], str):
                 full[key] = json.dumps(full[key], default=str, sort_keys=True)
         full.update(sha256=digest, artifact_bytes=size, created_at=full.get("created_at") or datetime.now(UTC))
@@ -115,6 +115,21 @@ class ModelRegistry:
             raise IntegrityError(f"refusing to load model version {version}: {path} has sha256 {actual}, "
                                  f"the registry says {row['sha256']} (file changed or corrupted)")
         return joblib.load(path)
+
+    def read_verified(self, version: int, name: str, sha256: str) -> bytes:
+        """The bytes of another file of a version's artifact folder (e.g. its compiled scorer),
+        after checking them against ``sha256`` from the registry row."""
+        import hashlib
+
+        path = Path(self.get(version)["artifact_path"]).parent / name
+        if not path.exists():
+            raise FileNotFoundError(f"{name} of model version {version} is missing: {path}")
+        data = path.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise IntegrityError(f"refusing to load {name} of model version {version}: sha256 {actual}, "
+                                 f"the registry says {sha256} (file changed or corrupted)")
+        return data
 
     # ---- aliases --------------------------------------------------------------------------
     def alias_history(self) -> pd.DataFrame:

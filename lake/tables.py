@@ -117,6 +117,12 @@ MODEL_REGISTRY_SCHEMA = pa.schema([
     ("interpretation", pa.string()),     # JSON {kind: path}: importance, coefficients, tree
     ("role", pa.string()),               # candidate (AutoML winner) | fallback
     ("run_id", pa.string()),
+    # the compiled scorer (serving/compiled.py): "compiled" when verified equal to the pipeline,
+    # "pipeline" when a step has no translation or the check failed (scorer_check says which / why)
+    ("scorer", pa.string()),
+    ("scorer_sha256", pa.string()),      # of <artifact folder>/scorer.joblib
+    ("scorer_max_diff", pa.float64()),   # largest |compiled - pipeline| output on the checked rows
+    ("scorer_check", pa.string()),       # JSON: rows checked, tolerance, kernel, step and reason
 ])
 
 MODEL_ALIASES_SCHEMA = pa.schema([

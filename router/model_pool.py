@@ -98,7 +98,7 @@ class ModelPool:
                 if version not in cache:
                     try:
                         row = self.registry.get(version)
-                        cache[version] = ServedModel.from_registry_row(row, self.registry.load(version))
+                        cache[version] = ServedModel.load(self.registry, version)
                     except Exception as exc:  # one broken artifact disables its alias, logged in full
                         log.exception("alias %s: model v%s cannot be loaded; the alias is out of service",
                                       alias, version)

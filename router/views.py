@@ -199,6 +199,8 @@ def model_info():
                 "task": served.spec.task, "metric": row["metric"],
                 "cv_metrics": json.loads(row["cv_metrics"]), "holdout_metrics": json.loads(row["holdout_metrics"]),
                 "created_at": str(row["created_at"]),
+                # compiled (verified equal to the pipeline at registration) or the pipeline, and why
+                "scoring": served.scoring,
                 "classes": [json_scalar(c) for c in class_labels(served.model)]
                 if served.spec.task == "classification" else None,
                 "input_schema": {"fields": expected_fields(schema), "categories": schema.get("categories", {}),

@@ -43,7 +43,13 @@ def class_labels(model: Any) -> list:
 def model_outputs(model: Any, frame: pd.DataFrame, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray | None]:
     """Predictions and, for classification, class probabilities (columns in :func:`class_labels`
     order) of a fitted pipeline, in one pass: the most probable class is what the estimators'
-    ``predict`` returns and what the router answers (serving.scoring.ServedModel.predict)."""
+    ``predict`` returns and what the router answers (serving.scoring.ServedModel.predict).
+
+    A served model (:class:`serving.scoring.ServedModel`) scores by its compiled scorer when it
+    has one: the same numbers (verified at registration), without the pipeline's pandas steps."""
+    served = getattr(model, "outputs_of_features", None)
+    if served is not None:
+        return served(frame)
     x = model_frame(frame, spec, with_target=False)
     if spec.task == "regression":
         return np.asarray(model.predict(x)), None

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from features import FeatureSpec, build_features
+from lake.registry import ModelRegistry
+from serving.compiled import SCORER_FILE, CompiledScorer, columns_of
 from serving.model_io import class_labels, model_frame
 from serving.parsing import as_text, blank_as_missing, parse_numeric, parse_time
 
@@ -34,18 +36,30 @@ MODEL_FAILED = "model v{version} failed on this row: "
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A loaded model with what it needs to score: its version, spec and input schema."""
+    """A loaded model with what it needs to score: its version, spec and input schema, and its
+    compiled scorer (:mod:`serving.compiled`) when the registry verified one for this version.
+
+    ``scoring`` says which path scores and why: ``{"path": "compiled", "kernel": ...}`` or
+    ``{"path": "pipeline", "reason": ...}`` (shown in ``/model_info``)."""
 
     version: int
     model: Any
     spec: FeatureSpec
     schema: dict
+    scorer: CompiledScorer | None = None
+    scoring: dict = field(default_factory=lambda: {"path": "pipeline", "reason": "no compiled scorer given"})
     # PyCaret's fitted pipeline is not safe to call from several threads at once (its one-hot
     # encoder raised "cannot reindex on an axis with duplicate labels" under the router's threads)
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
+    @property
+    def classes_(self) -> list:
+        """Class labels in the order of the probabilities' columns (as :func:`class_labels` reads them)."""
+        return self.scorer.classes if self.scorer is not None else class_labels(self.model)
+
     def predict(self, x: pd.DataFrame) -> tuple[Any, Any]:
-        """Predictions and, for classification, class probabilities; one caller at a time.
+        """Predictions and, for classification, class probabilities of model-frame rows
+        (:func:`serving.model_io.model_frame`) through the pipeline; one caller at a time.
 
         Classification runs the pipeline once (``predict_proba``) and takes the most probable
         class, as the estimators' own ``predict`` does: calling both ran the whole PyCaret
@@ -58,12 +72,47 @@ class ServedModel:
         classes = class_labels(self.model)
         return np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)], proba
 
+    def outputs_of_features(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predictions and class probabilities of ``build_features`` rows, by the compiled
+        scorer when there is one (verified equal to the pipeline at registration), else by the
+        pipeline. :func:`serving.model_io.model_outputs` calls this for a served model."""
+        if self.scorer is not None:
+            return self.scorer.predict(columns_of(features, self.spec))
+        pred, proba = self.predict(model_frame(features, self.spec, with_target=False))
+        return np.asarray(pred), proba
+
     @classmethod
-    def from_registry_row(cls, row: dict, model: Any) -> ServedModel:
+    def from_registry_row(cls, row: dict, model: Any, scorer: CompiledScorer | None = None,
+                          scoring: dict | None = None) -> ServedModel:
         schema = json.loads(row["input_schema"])
         spec = schema["spec"]
         return cls(int(row["version"]), model, FeatureSpec(**{k: tuple(v) if isinstance(v, list) else v
-                                                                for k, v in spec.items()}), schema)
+                                                                for k, v in spec.items()}), schema, scorer,
+                   scoring or scoring_of(row))
+
+    @classmethod
+    def load(cls, registry: ModelRegistry, version: int) -> ServedModel:
+        """A registered version with its pipeline and, when the registry row says it was verified,
+        its compiled scorer (both checked against their sha256 before unpickling)."""
+        row = registry.get(version)
+        model = registry.load(version)
+        scoring = scoring_of(row)
+        scorer = None
+        if scoring["path"] == "compiled":
+            scorer = CompiledScorer.from_state(registry.read_verified(version, SCORER_FILE, row["scorer_sha256"]),
+                                               model)
+        return cls.from_registry_row(row, model, scorer, scoring)
+
+
+def scoring_of(row: dict) -> dict:
+    """Which path scores a registry row's model, and why (its compiled scorer's verification)."""
+    detail = json.loads(row.get("scorer_check") or "{}") if isinstance(row.get("scorer_check"), str) else {}
+    if row.get("scorer") == "compiled":
+        return {"path": "compiled", "kernel": detail.get("kernel"), "max_diff": row.get("scorer_max_diff"),
+                "sha256": row.get("scorer_sha256")}
+    reason = detail.get("reason") or ("registered before compiled scorers" if row.get("scorer") is None
+                                      else "compiled scorer not verified")
+    return {"path": "pipeline", "reason": reason, **({"step": detail["step"]} if detail.get("step") else {})}
 
 
 def type_errors(df: pd.DataFrame, spec: FeatureSpec) -> tuple[pd.DataFrame, pd.Series]:
@@ -138,8 +187,7 @@ def predict_isolated(served: ServedModel, typed: pd.DataFrame) -> tuple[list[Any
         nonlocal proba, calls
         calls += 1
         try:
-            part_pred, part_proba = served.predict(
-                model_frame(build_features(typed.iloc[start:stop], spec), spec, with_target=False))
+            part_pred, part_proba = served.outputs_of_features(build_features(typed.iloc[start:stop], spec))
         except Exception as exc:  # a model failure is recorded per row below, never swallowed
             if stop - start == 1:
                 errors[start] = _failure(exc)
@@ -176,7 +224,7 @@ def score_rows(df: pd.DataFrame, served: ServedModel) -> RowScores:
         model_error[ok] = errors
         predict[ok] = pred
         if spec.task == "classification" and proba is not None:
-            classes = class_labels(served.model)
+            classes = served.classes_
             scored = np.array([e == "" for e in errors])
             # probability of the predicted class (for two classes: of the positive class)
             picked = np.full(len(pred), np.nan)

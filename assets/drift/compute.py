@@ -295,8 +295,9 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
     if "prod" not in aliases:
         return DriftResult(batch_id, None, pd.DataFrame(), {"reason": "no prod model yet: nothing to compare"})
     prod_row = registry.get(aliases["prod"])
-    model = registry.load(aliases["prod"])
-    spec = ServedModel.from_registry_row(prod_row, model).spec
+    # prod as served: its compiled scorer when it has one (the same outputs as its pipeline)
+    model = ServedModel.load(registry, aliases["prod"])
+    spec = model.spec
     reference, ref_version = reference_frame(lake, prod_row, spec.target, dcfg.reference_max_rows)
     current = time_ordered(lake.read_batch(FEATURES, batch_id))
 

@@ -3,6 +3,8 @@ profile, library versions), and registering a fitted model with its interpretati
 
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 import sys
 import tempfile
@@ -19,6 +21,7 @@ from assets.training.evaluation import holdout_standard_errors
 from assets.training.interpretation import interpret
 from features import FeatureSpec
 from lake.registry import ModelRegistry
+from serving.compiled import SCORER_FILE, compile_verified
 from serving.model_io import model_frame
 
 
@@ -62,6 +65,19 @@ def library_versions() -> dict[str, str]:
     return {"python": sys.version.split()[0], **{n: pkg_version(n) for n in names}}
 
 
+def compiled_scorer(model: Any, holdout: pd.DataFrame, spec: FeatureSpec, row: dict, folder: Path) -> dict:
+    """Compile the model, verify it against its pipeline on the hold-out and adversarial rows, and
+    write ``scorer.joblib`` into ``folder`` when it passed; the registry row's ``scorer*`` fields."""
+    schema = row.get("input_schema")
+    schema = json.loads(schema) if isinstance(schema, str) else schema
+    scorer, fields = compile_verified(model, spec, holdout, schema)
+    if scorer is None:
+        return {**fields, "scorer_sha256": None}
+    data = scorer.state_bytes()
+    (folder / SCORER_FILE).write_bytes(data)
+    return {**fields, "scorer_sha256": hashlib.sha256(data).hexdigest()}
+
+
 def register_model(registry: ModelRegistry, model: Any, holdout: pd.DataFrame, spec: FeatureSpec, row: dict) -> int:
     """Pickle the model, profile it, write its interpretation, and register it; returns the version.
     The row's ``gate`` gains ``holdout_rows`` and ``holdout_standard_errors`` (per hold-out metric)."""
@@ -76,5 +92,6 @@ def register_model(registry: ModelRegistry, model: Any, holdout: pd.DataFrame, s
                 "holdout_standard_errors": holdout_standard_errors(model, holdout, spec,
                                                                    list(row.get("holdout_metrics", {})))}
         row = {**row, "gate": gate, **latency_profile(model, holdout, spec),
-               "interpretation": {k: str(Path(v).relative_to(tmp)) for k, v in written.items()}}
+               "interpretation": {k: str(Path(v).relative_to(tmp)) for k, v in written.items()},
+               **compiled_scorer(model, holdout, spec, row, Path(tmp))}
         return registry.register(artifact, row)

@@ -374,7 +374,7 @@ class _Broken:
     def predict_proba(self, x):
         raise RuntimeError("broken pipeline")
 
-    def predict(self, x):
+    def predict(self, x):  # the compiled scorer's entry point (and a regression pipeline's)
         raise RuntimeError("broken pipeline")
 
 
@@ -391,7 +391,8 @@ def test_a_failing_model_is_an_error_of_its_variant(lakehouse: Pipeline) -> None
     ctx = app.extensions["lakehouse"]
     state = ctx.pool.reload(force=True)
     assert state.running is not None and state.staging is not None
-    broken = replace(state.staging, model=_Broken(state.staging.model))
+    assert state.staging.scoring["path"] == "compiled"  # the registered models are compiled: break both paths
+    broken = replace(state.staging, model=_Broken(state.staging.model), scorer=_Broken(state.staging.scorer))
     ctx.pool._state = replace(state, staging=broken)
     c = app.test_client()
     answers = [_predict(c, user=f"err-{i}") for i in range(40)]
