@@ -277,6 +277,8 @@ def _wrapped_step(name: str, wrapper: Any, cols_before: list[str]) -> Step | Non
     include = list(wrapper._include) if wrapper._include is not None else list(cols_before)
     if kind == "LabelEncoder":  # the target's encoding: no effect on the features
         return None
+    if wrapper._include is not None and not wrapper._include:
+        return None  # PyCaret neither fits nor applies a step with no columns (e.g. no categorical input)
     if isinstance(inner, SimpleImputer):
         if not _is_nan(inner.missing_values):
             raise Untranslatable(name, f"imputer of missing value {inner.missing_values!r}")

@@ -88,7 +88,9 @@ def check_family_variants(frames, task: str, variant: PreprocessingVariant, fami
             scorer = compile_pipeline(pipeline, spec, train)
             check = verify(pipeline, scorer, holdout, spec)
             assert check.ok, f"{task} {variant.name} {family}: {check.reason}"
-            assert check.class_mismatches == 0 and check.rows == len(holdout) and check.adversarial_rows > 30
+            assert check.class_mismatches == 0 and check.rows == len(holdout)
+            # 6 per number, 5 per category, 4 per text, one all-missing row
+            assert check.adversarial_rows == 6 * len(spec.numeric) + 5 * len(spec.categorical) + 4 * len(spec.text) + 1
             limit = check.max_abs_diff if spec.task == "classification" else check.max_rel_diff
             assert limit <= TOLERANCE
             # and directly: the compiled outputs are the pipeline's on the hold-out
@@ -103,6 +105,18 @@ def check_family_variants(frames, task: str, variant: PreprocessingVariant, fami
 
 def test_every_family_binary_default_variant(frames) -> None:
     check_family_variants(frames, "classification", DEFAULT_VARIANTS["median_raw"])
+
+
+def test_numbers_only_data_skips_the_steps_pycaret_leaves_unfitted() -> None:
+    """No categorical or text input (breast_cancer in the zoo): PyCaret neither fits nor applies its
+    categorical imputer and encoders, and the compiled path must not read their missing state."""
+    from dataclasses import replace
+
+    spec = replace(spec_for("classification"), categorical=(), text=())
+    feats = build_features(make_rows("classification").drop(columns=["c1", "c2", "c3", "txt"]), spec)
+    frames = {"classification": (feats.iloc[:700].reset_index(drop=True), feats.iloc[700:].reset_index(drop=True),
+                                 spec)}
+    check_family_variants(frames, "classification", DEFAULT_VARIANTS["median_raw"], families=["lr", "lightgbm"])
 
 
 @pytest.mark.slow

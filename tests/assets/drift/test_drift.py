@@ -355,12 +355,19 @@ def test_a_drift_step_scores_the_batch_once_and_the_reference_never_again(
     """With prod's reference predictions cached, one comparison runs prod once over the batch (for
     the prediction-drift row and the model metric together), and over nothing else."""
     from assets.drift.compute import compute_drift
+    from serving.scoring import ServedModel
 
     registry = ModelRegistry(drifted.lake, drifted.paths.artifacts)
-    prod = registry.aliases()["prod"]
-    counting = _Counting(registry.load(prod))
     compute_drift(drifted.lake, registry, drifted.cfg, "batch_00004")  # the cache is in place after this
-    monkeypatch.setattr(ModelRegistry, "load", lambda self, version: counting)
+    scored: list[tuple[str, int]] = []
+    real = ServedModel.outputs_of_features
+
+    def counting(self, features):  # the one scoring entry point, compiled or pipeline
+        scored.append((self.scoring["path"], len(features)))
+        return real(self, features)
+
+    monkeypatch.setattr(ServedModel, "outputs_of_features", counting)
     result = compute_drift(drifted.lake, registry, drifted.cfg, "batch_00004")
-    assert counting.rows == len(drifted.lake.read_batch(FEATURES, "batch_00004"))
+    # one call over the batch, by prod's compiled scorer (the path the router serves)
+    assert scored == [("compiled", len(drifted.lake.read_batch(FEATURES, "batch_00004")))]
     assert result.verdict["model_metric_current"] is not None
