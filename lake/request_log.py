@@ -159,19 +159,21 @@ def now_iso() -> str:
 def prediction_event(*, request_id: str, variant: str, experiment_id: str | None, model_version: int,
                      model_used: str, fallback_reason: str | None, prediction: Any, probability: float | None,
                      latency_ms: float, user_id: str | None, features: dict[str, Any], worker: str,
-                     error: str | None = None, shadow: dict[str, Any] | None = None,
+                     error: str | None = None, model_ms: float | None = None, shadow: dict[str, Any] | None = None,
                      time: str | None = None) -> dict[str, Any]:
     """The one builder of a prediction line (answered, rescued by the fallback, or failed).
 
     ``model_used`` is ``prod``/``staging``/``fallback``, or ``none`` for a row no model could answer
     (``error`` then says why; it counts in the variant's error rate). ``shadow`` is the other
-    variant's answer to the same row: ``{"model_version", "prediction", "probability"}``.
+    variant's answer to the same row: ``{"model_version", "prediction", "probability", "model_ms"}``.
+    ``latency_ms`` is the whole request's time so far; ``model_ms`` the scoring call that answered
+    the row (what the A/B latency guardrail compares, one model against the other).
     :func:`prediction_row` reads it back; :data:`ANSWER_FIELDS` are what the caller gets."""
     event = {"type": PREDICTION, "request_id": request_id, "variant": variant, "experiment_id": experiment_id,
              "model_version": model_version, "model_used": model_used, "fallback_reason": fallback_reason,
              "prediction": prediction, "probability": probability, "latency_ms": latency_ms,
-             "time": time or now_iso(), "user_id": user_id, "features": features, "worker": worker,
-             "error": error}
+             "model_ms": model_ms, "time": time or now_iso(), "user_id": user_id, "features": features,
+             "worker": worker, "error": error}
     if shadow is not None:
         event["shadow"] = shadow
     return event
@@ -268,9 +270,11 @@ def prediction_row(obj: dict[str, Any]) -> dict[str, Any]:
         "prediction_value": prediction_value,
         "probability": _number(obj, "probability"),
         "latency_ms": _number(obj, "latency_ms"),
+        "model_ms": _number(obj, "model_ms"),
         "shadow_version": None if shadow is None else shadow.get("model_version"),
         "shadow_prediction": None if shadow is None else scalar_columns(shadow["prediction"])[0],
         "shadow_probability": None if shadow is None else _number(shadow, "probability"),
+        "shadow_model_ms": None if shadow is None else _number(shadow, "model_ms"),
         "worker": _text(obj, "worker"),
         "error": _text(obj, "error"),
     }

@@ -219,10 +219,12 @@ AB_EVENTS_SCHEMA = pa.schema([
     ("prediction", pa.string()),         # JSON scalar as answered
     ("prediction_value", pa.float64()),  # the prediction as a number when it is one
     ("probability", pa.float64()),       # classification: probability of the predicted class
-    ("latency_ms", pa.float64()),
+    ("latency_ms", pa.float64()),        # the whole request, as the caller waited for it
+    ("model_ms", pa.float64()),          # the scoring call that answered the row (the model's own time)
     ("shadow_version", pa.int64()),      # the other variant's model, scored in shadow (sampled), or null
     ("shadow_prediction", pa.string()),
     ("shadow_probability", pa.float64()),
+    ("shadow_model_ms", pa.float64()),   # the shadow model's scoring call
     ("error", pa.string()),              # the assigned model raised: answered by the fallback, or not at all
                                          # (model_used "none"); the A/B error-rate guardrail counts these
     ("worker", pa.string()),             # host-pid of the writer

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 Score = tuple[Any, float | None]  # (prediction, probability of the predicted class or None)
 
 
+def _ms_since(began: float) -> float:
+    return round(1000 * (time.perf_counter() - began), 3)
+
+
 def json_scalar(value: Any) -> Any:
     """numpy / pandas scalars -> plain JSON values."""
     if hasattr(value, "item"):
@@ -54,6 +58,10 @@ class Planned:
     model_used: str  # prod / staging / fallback
     fallback_reason: str | None
     error: str | None = None  # the assigned model raised (see score_planned)
+    # wall time of the scoring call that answered this row (typing, features, model; the rows one
+    # model serves in a request share one call): the model's own latency, free of the request's
+    # other work (the other variant's rows, shadow scoring, the log write)
+    model_ms: float | None = None
 
 
 class ModelFailed(RuntimeError):
@@ -139,9 +147,12 @@ def score_planned(planned: list[Planned], fallback: ServedModel | None) -> list[
     for idx in _by_model(planned, lambda p: p.served):
         served = planned[idx[0]].served
         used = planned[idx[0]].model_used
+        began = time.perf_counter()
         scores, errors = _score_counted(served, [planned[i] for i in idx])
+        took = _ms_since(began)
         for i, score in zip(idx, scores, strict=True):
             out[i] = score
+            planned[i].model_ms = took
         failed = [i for i, e in zip(idx, errors, strict=True) if e]
         if not failed:
             continue
@@ -155,6 +166,7 @@ def score_planned(planned: list[Planned], fallback: ServedModel | None) -> list[
         first = planned[failed[0]].error
         if fallback is None or served is fallback:
             raise ModelFailed(f"{first} ({len(failed)} of {len(idx)} row(s))")
+        began = time.perf_counter()
         try:  # the rows were checked against the assigned model's schema, not the fallback's
             rescued, again = _score_counted(fallback, [planned[i] for i in failed])
         except RequestInvalid as exc:
@@ -165,6 +177,7 @@ def score_planned(planned: list[Planned], fallback: ServedModel | None) -> list[
         for i, score in zip(failed, rescued, strict=True):
             p = planned[i]
             p.served, p.model_used, p.fallback_reason = fallback, "fallback", "model error"
+            p.model_ms = _ms_since(began)  # the model that answered it
             out[i] = score
     return out
 
@@ -186,6 +199,7 @@ def shadow_scores(state: PoolState, planned: list[Planned], share: float) -> dic
         model = other(planned[idx[0]])
         shadows = [Planned(planned[i].row, planned[i].checked, planned[i].variant, model, "shadow", None)
                    for i in idx]
+        began = time.perf_counter()
         try:
             scores, errors = score_group(model, shadows)
         except Exception:  # e.g. the row does not fit the other model's schema: never answered, keep the request
@@ -194,11 +208,13 @@ def shadow_scores(state: PoolState, planned: list[Planned], share: float) -> dic
             log.exception("shadow scoring by v%s failed; %d row(s) answered without a shadow", model.version,
                           len(idx))
             continue
+        took = _ms_since(began)
         for i, (prediction, probability), error in zip(idx, scores, errors, strict=True):
             if error:  # the shadow is never answered: count it, keep the row
                 metrics.MODEL_ERRORS.labels(planned[i].variant, "shadow").inc()
                 continue
-            out[i] = {"model_version": model.version, "prediction": prediction, "probability": probability}
+            out[i] = {"model_version": model.version, "prediction": prediction, "probability": probability,
+                      "model_ms": took}
         if any(errors):
             log.error("shadow scoring by v%s failed on %d of %d row(s); those are answered without a shadow: %s",
                       model.version, sum(1 for e in errors if e), len(idx), next(e for e in errors if e))
@@ -214,7 +230,7 @@ def _event(p: Planned, state: PoolState, events: EventLog, started: float, score
         request_id=uuid.uuid4().hex, variant=p.variant,
         experiment_id=experiment.experiment_id if experiment else None, model_version=p.served.version,
         model_used=model_used, fallback_reason=fallback_reason, prediction=prediction, probability=probability,
-        latency_ms=round(1000 * (time.perf_counter() - started), 3), user_id=p.row.user_id,
+        latency_ms=_ms_since(started), model_ms=p.model_ms, user_id=p.row.user_id,
         features=p.row.features, worker=events.writer_id, error=p.error, shadow=shadow)
 
 

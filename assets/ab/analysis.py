@@ -61,8 +61,8 @@ def _decoded(texts: pd.Series) -> pd.Series:
 
 # what the analysis and its report read: everything but the request's features and provenance
 ANALYSED_COLUMNS = ["request_id", "event_time", "user_id", "variant", "experiment_id", "model_version",
-                    "model_used", "fallback_reason", "prediction", "probability", "latency_ms", "shadow_version",
-                    "shadow_prediction", "shadow_probability", "error"]
+                    "model_used", "fallback_reason", "prediction", "probability", "latency_ms", "model_ms",
+                    "shadow_version", "shadow_prediction", "shadow_probability", "error"]
 
 
 def labelled_events(lake: Lake, experiment_id: str) -> pd.DataFrame:
@@ -71,7 +71,8 @@ def labelled_events(lake: Lake, experiment_id: str) -> pd.DataFrame:
     if not lake.exists(AB_EVENTS):
         return pd.DataFrame()
     quoted = experiment_id.replace("'", "''")
-    present = {f.name for f in lake.table(AB_EVENTS).schema().fields}  # `error` is newer than some tables
+    # `error` and `model_ms` are newer than some tables
+    present = {f.name for f in lake.table(AB_EVENTS).schema().fields}
     events = lake.read(AB_EVENTS, where=f"experiment_id = '{quoted}'",
                        columns=[c for c in ANALYSED_COLUMNS if c in present])
     if events.empty:
@@ -182,6 +183,10 @@ class VariantFigures:
     errors: int = 0               # requests on which the variant's model raised
     error_rate: float = 0.0
     invalid_labels: int = 0       # feedback that is no value of the target: left out, counted here
+    # the variant's own model's scoring time on the rows it answered (fallback rows left out);
+    # None when the events predate the `model_ms` column
+    model_p50_ms: float | None = None
+    model_p95_ms: float | None = None
 
 
 @dataclass
@@ -215,7 +220,8 @@ class Analysis:
                 "paired_p": self.paired.p_value if self.paired else None,
                 "pairs": self.paired.detail.get("pairs", self.paired.detail.get("discordant")) if self.paired else 0,
                 **{f"{k}_{v}": getattr(f, k) for v, f in self.variants.items()
-                   for k in ("requests", "users", "labelled", "metric", "latency_p95_ms", "fallback_share",
+                   for k in ("requests", "users", "labelled", "metric", "latency_p95_ms", "model_p50_ms",
+                             "model_p95_ms", "fallback_share",
                              "error_rate", "invalid_labels")}}
 
 
@@ -224,6 +230,8 @@ def _figures(frame: pd.DataFrame, loss: pd.Series) -> VariantFigures:
     # tables written before the column existed have no `error`: no error was recorded then
     errors = int(frame["error"].notna().sum()) if "error" in frame else 0
     lat = frame["latency_ms"].dropna()
+    own = frame.loc[frame["model_used"].isin(["prod", "staging"]), "model_ms"].dropna() \
+        if "model_ms" in frame else pd.Series(dtype=float)
     delays = frame["label_delay_s"].dropna()
     return VariantFigures(
         requests=len(frame), users=int(frame["user_id"].nunique()), labelled=labelled,
@@ -234,7 +242,9 @@ def _figures(frame: pd.DataFrame, loss: pd.Series) -> VariantFigures:
         fallback_share=float((frame["model_used"] == "fallback").mean()) if len(frame) else 0.0,
         median_label_delay_s=float(delays.median()) if len(delays) else None,
         errors=errors, error_rate=errors / len(frame) if len(frame) else 0.0,
-        invalid_labels=invalid_labels(frame, loss))
+        invalid_labels=invalid_labels(frame, loss),
+        model_p50_ms=float(own.quantile(0.5)) if len(own) else None,
+        model_p95_ms=float(own.quantile(0.95)) if len(own) else None)
 
 
 def paired_losses(events: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -419,7 +429,11 @@ def analyse(events: pd.DataFrame, experiment: Experiment, task: str, cfg: ABConf
     evidence = weigh(loss_a, loss_b, cfg, paired=paired)
     guardrails = {"fallback_share": (figures[A].fallback_share, figures[B].fallback_share),
                   "error_rate": (figures[A].error_rate, figures[B].error_rate)}
-    if figures[A].latency_p95_ms is not None and figures[B].latency_p95_ms is not None:
+    # latency: each model's own scoring time when the events carry it; the request's time (both
+    # variants' rows of a batch, shadow scoring, the log write) only for older events, said so
+    if figures[A].model_p95_ms is not None and figures[B].model_p95_ms is not None:
+        guardrails["model_p95_ms"] = (figures[A].model_p95_ms, figures[B].model_p95_ms)
+    elif figures[A].latency_p95_ms is not None and figures[B].latency_p95_ms is not None:
         guardrails["latency_p95_ms"] = (figures[A].latency_p95_ms, figures[B].latency_p95_ms)
     decision = decide(evidence.comparison, evidence.always_valid_p, srm, labels, guardrails=guardrails,
                       rules=evidence.rules)

@@ -108,6 +108,7 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
     plotted = {k: v for k, v in s.items() if isinstance(v, int | float) and not isinstance(v, bool) and v is not None}
     table = "\n".join(f"| {v} | {f.requests} | {f.users} | {f.labelled_share:.1%} | "
                       f"{'' if f.metric is None else round(f.metric, 4)} | "
+                      f"{'' if f.model_p95_ms is None else f'{f.model_p95_ms:.3g}'} | "
                       f"{'' if f.latency_p95_ms is None else round(f.latency_p95_ms, 1)} | {f.fallback_share:.1%} | "
                       f"{f.error_rate:.2%} |"
                       for v, f in analysis.variants.items())
@@ -119,9 +120,9 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
         "minimum_detectable_effect": analysis.effect.describe() if analysis.effect else "n/a",
         "summary": dg.MetadataValue.md(
             f"**{analysis.decision.action.upper()}**: {analysis.decision.reason}\n\n"
-            f"| variant | requests | users | labelled | loss ({analysis.metric}) | latency p95 ms | fallback "
-            f"| errors |\n"
-            f"|---|---|---|---|---|---|---|---|\n{table}"),
+            f"| variant | requests | users | labelled | loss ({analysis.metric}) | model p95 ms "
+            f"| request p95 ms | fallback | errors |\n"
+            f"|---|---|---|---|---|---|---|---|---|\n{table}"),
         "report": dg.MetadataValue.path(str(report)),
     }, check_results=_health_checks(analysis, cfg.ab))
 

@@ -243,7 +243,9 @@ def decide(comparison: Comparison | None, always_valid_p: float | None, srm: Sta
     the always-valid p-value: B significantly better -> promote, significantly worse -> rollback;
     with a non-inferiority margin, B whose always-valid upper bound (:func:`always_valid_interval`)
     stays under it is promoted.
-    ``guardrails``: name -> (A's value, B's value) for latency_p95_ms, error_rate and fallback_share.
+    ``guardrails``: name -> (A's value, B's value) for error_rate, fallback_share and latency:
+    ``model_p95_ms`` (each model's own scoring time, preferred) or ``latency_p95_ms`` (the whole
+    request's, for events logged before the model's time was).
     """
     if srm.p_value < rules.srm_alpha:
         return Decision(CONTINUE, f"blocked: sample ratio mismatch (p={srm.p_value:.2g} < {rules.srm_alpha}; "
@@ -259,10 +261,12 @@ def decide(comparison: Comparison | None, always_valid_p: float | None, srm: Sta
     if err and err[1] > err[0] + rules.error_rate_margin:
         return Decision(ROLLBACK, f"guardrail: B's error rate {err[1]:.2%} exceeds A's {err[0]:.2%} "
                                   f"+ {rules.error_rate_margin:.1%}", always_valid_p)
-    lat = guardrails.get("latency_p95_ms")
-    if lat and lat[0] > 0 and lat[1] > lat[0] * rules.latency_p95_ratio:
-        return Decision(ROLLBACK, f"guardrail: B's latency p95 {lat[1]:.0f} ms exceeds A's {lat[0]:.0f} ms "
-                                  f"x {rules.latency_p95_ratio}", always_valid_p)
+    for key, what in (("model_p95_ms", "model latency p95"),
+                      ("latency_p95_ms", "request latency p95 (no per-model time logged)")):
+        lat = guardrails.get(key)
+        if lat and lat[0] > 0 and lat[1] > lat[0] * rules.latency_p95_ratio:
+            return Decision(ROLLBACK, f"guardrail: B's {what} {lat[1]:.3g} ms exceeds A's {lat[0]:.3g} ms "
+                                      f"x {rules.latency_p95_ratio}", always_valid_p)
     fb = guardrails.get("fallback_share")
     if fb and fb[1] > fb[0] + rules.fallback_share_margin:
         return Decision(ROLLBACK, f"guardrail: B's fallback share {fb[1]:.1%} exceeds A's {fb[0]:.1%} "

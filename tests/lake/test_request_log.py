@@ -34,15 +34,16 @@ def _line(event: dict) -> bytes:
 
 
 def test_a_prediction_event_reads_back_as_its_ab_events_row() -> None:
-    shadow = {"model_version": 6, "prediction": 0, "probability": 0.625}
-    kind, row = parse_line(_line(_prediction(shadow=shadow)))
+    shadow = {"model_version": 6, "prediction": 0, "probability": 0.625, "model_ms": 0.25}
+    kind, row = parse_line(_line(_prediction(shadow=shadow, model_ms=0.5)))
     assert kind == PREDICTION
     assert row == {"request_id": "r1", "event_time": datetime(2026, 12, 2, 6, 30, 0, 250000, tzinfo=UTC),
                    "user_id": "u9", "variant": "B", "experiment_id": "exp-1", "model_version": 7,
                    "model_used": "staging", "fallback_reason": None,
                    "features": '{"city": "Lyon", "temp": 21.5}', "prediction": "1", "prediction_value": 1.0,
-                   "probability": 0.8125, "latency_ms": 3.5, "shadow_version": 6, "shadow_prediction": "0",
-                   "shadow_probability": 0.625, "worker": "host-12", "error": None}
+                   "probability": 0.8125, "latency_ms": 3.5, "model_ms": 0.5, "shadow_version": 6,
+                   "shadow_prediction": "0", "shadow_probability": 0.625, "shadow_model_ms": 0.25,
+                   "worker": "host-12", "error": None}
 
 
 def test_the_answer_is_the_events_answer_fields_and_nothing_logged_only() -> None:

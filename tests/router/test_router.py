@@ -312,6 +312,10 @@ def test_every_answered_request_is_in_the_event_tables(lakehouse: Pipeline) -> N
     row = events.set_index("request_id").loc[answered[0]]
     assert row["user_id"] == "log-0" and json.loads(row["features"])["city"] == "Oslo"
     assert row["model_version"] in (1, 3, 4) and not math.isnan(row["latency_ms"])
+    # the model's own scoring time is part of the request's, and logged for every answered row
+    answered_rows = events.set_index("request_id").loc[answered]
+    assert answered_rows["model_ms"].notna().all() and (answered_rows["model_ms"] > 0).all()
+    assert (answered_rows["model_ms"] <= answered_rows["latency_ms"]).all()
     feedback = lakehouse.lake.read(AB_FEEDBACK).set_index("feedback_id")
     assert feedback.loc[labelled, "request_id"] == answered[0] and feedback.loc[labelled, "label_value"] == 1.0
 

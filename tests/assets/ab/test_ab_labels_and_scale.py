@@ -239,3 +239,28 @@ def test_an_experiment_without_any_label_yet_is_analysed_not_crashed(lake) -> No
     analysis = analyse(events, EXPERIMENT, "classification", ABConfig())
     assert analysis.variants["A"].labelled == 0 and analysis.decision.action == CONTINUE
     assert analysis.decision.reason.startswith("not enough labelled requests per variant yet: 0 of 200")
+
+
+def test_the_latency_guardrail_compares_each_models_own_time_not_the_requests() -> None:
+    """The demo's case: every request took ~50 ms (both variants' rows of a batch, the shadow, the
+    log write), so request latency cannot tell the models apart; their own scoring times can.
+    Rows the fallback answered measure the fallback, so they stay out of the variant's figure."""
+    rng = np.random.default_rng(5)
+    n = 2000
+    variants = ["A"] * n + ["B"] * n
+    truth = rng.integers(0, 2, 2 * n)
+    events = _events([int(t) for t in truth], [float(t) for t in truth], variants)
+    events["latency_ms"] = 50.0 + rng.random(2 * n)
+    events["model_ms"] = np.r_[rng.uniform(0.04, 0.05, n), rng.uniform(0.5, 0.6, n)]  # B is 10x slower
+    fallback = np.r_[np.zeros(n, bool), np.arange(n) < 100]
+    events.loc[fallback, "model_used"] = "fallback"
+    events.loc[fallback, "model_ms"] = 1000.0  # would dominate B's p95 if counted
+    analysis = analyse(events, EXPERIMENT, "classification", ABConfig(min_samples=100))
+    a, b = analysis.variants["A"], analysis.variants["B"]
+    assert 0.04 <= a.model_p50_ms <= a.model_p95_ms <= 0.05 and 0.5 <= b.model_p50_ms <= b.model_p95_ms <= 0.6
+    assert abs(a.latency_p95_ms - b.latency_p95_ms) < 0.2  # indistinguishable per request
+    assert analysis.decision.action == ROLLBACK and "B's model latency p95 0.5" in analysis.decision.reason
+    assert analysis.summary()["model_p95_ms_B"] == pytest.approx(b.model_p95_ms)
+    # events logged before the column existed: the request's latency, and the reason says so
+    older = analyse(events.drop(columns=["model_ms"]), EXPERIMENT, "classification", ABConfig(min_samples=100))
+    assert older.variants["B"].model_p95_ms is None and older.decision.action != ROLLBACK

@@ -100,7 +100,10 @@ def test_uneven_labels_block_like_an_srm() -> None:
 def test_guardrails_roll_back_and_the_minimum_sample_waits() -> None:
     c = compare_means([0, 1] * 150, [0, 1] * 150)
     slow = decide(c, 0.5, OK, OK, guardrails={"latency_p95_ms": (100.0, 140.0)}, rules=RULES)
-    assert slow.action == ROLLBACK and "latency" in slow.reason
+    assert slow.action == ROLLBACK and "request latency p95 (no per-model time logged) 140 ms" in slow.reason
+    model = decide(c, 0.5, OK, OK, guardrails={"model_p95_ms": (0.0412, 0.0618)}, rules=RULES)
+    assert model.action == ROLLBACK and "B's model latency p95 0.0618 ms exceeds A's 0.0412 ms" in model.reason
+    assert decide(c, 0.5, OK, OK, guardrails={"model_p95_ms": (0.0412, 0.05)}, rules=RULES).action == CONTINUE
     fallbacks = decide(c, 0.5, OK, OK, guardrails={"fallback_share": (0.01, 0.10)}, rules=RULES)
     assert fallbacks.action == ROLLBACK and "fallback" in fallbacks.reason
     errors = decide(c, 0.5, OK, OK, guardrails={"error_rate": (0.001, 0.02)}, rules=RULES)
