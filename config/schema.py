@@ -501,6 +501,11 @@ class RouterConfig(_Strict):
                                 "tests of the A/B analysis; each costs one more model call.")
     admin_token_env: str = Field(default="LAKEHOUSE_ADMIN_TOKEN", description="Environment variable holding the "
                                  "bearer token of the admin routes; unset: admin routes are disabled.")
+    feedback_token_env: str = Field(
+        default="LAKEHOUSE_FEEDBACK_TOKEN", description="Environment variable holding the bearer token that "
+        "/feedback and /feedback_batch require (labels decide promotions: whoever can send them steers the "
+        "A/B test); unset: feedback is open to any caller, which the router logs at start and /model_info "
+        "states under `feedback_auth`.")
     event_log: EventLogConfig = Field(default_factory=EventLogConfig)
 
 

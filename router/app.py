@@ -46,8 +46,13 @@ def create_app(cfg: PipelineConfig | None = None, data_root: str | None = None, 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = cfg.router.max_body_bytes
     app.json.sort_keys = False
+    feedback_token = os.environ.get(cfg.router.feedback_token_env) or None
+    if feedback_token is None:
+        log.warning("feedback is open to any caller: set %s to require a bearer token on /feedback",
+                    cfg.router.feedback_token_env)
     app.extensions["lakehouse"] = RouterContext(cfg, paths, pool, EventLog(paths.events, cfg.router.event_log),
-                                                os.environ.get(cfg.router.admin_token_env) or None)
+                                                os.environ.get(cfg.router.admin_token_env) or None,
+                                                feedback_token)
     app.register_blueprint(bp)
     return app
 

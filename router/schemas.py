@@ -153,6 +153,11 @@ def openapi_document(title: str, version: str) -> dict[str, Any]:
         if admin:
             op["security"] = [{"bearer": []}]
             op["responses"].update({"401": error, "403": error})
+        elif path in ("/feedback", "/feedback_batch"):  # a token when router.feedback_token_env is set
+            op["security"] = [{}, {"bearer": []}]
+            op["responses"].update({"401": {**error, "description": "A feedback token is configured and none "
+                                                                    "was sent"},
+                                    "403": {**error, "description": "Wrong feedback token"}})
         paths.setdefault(path, {})[method] = op
     return {
         "openapi": "3.0.3",  # Swagger UI 4 (the locally served /docs) renders 3.0; see _nullable

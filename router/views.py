@@ -53,13 +53,15 @@ UNCOUNTED = ("metrics_view", "docs_static")  # scrapes and static files are not 
 @dataclass
 class RouterContext:
     """What the views work with: the configuration, the data root, the models, the request log and
-    the admin token (None: admin routes disabled). Kept in ``app.extensions["lakehouse"]``."""
+    the admin token (None: admin routes disabled) and the feedback token (None: feedback open).
+    Kept in ``app.extensions["lakehouse"]``."""
 
     cfg: PipelineConfig
     paths: DataPaths
     pool: ModelPool
     events: EventLog
     admin_token: str | None
+    feedback_token: str | None = None
 
 
 def _ctx() -> RouterContext:
@@ -113,12 +115,23 @@ def _require_admin(ctx: RouterContext) -> None:
     if ctx.admin_token is None:
         _abort(403, "admin routes are disabled", "Authorization",
                f"set {ctx.cfg.router.admin_token_env} in the router's environment to enable them")
+    _require_bearer(ctx.admin_token)
+
+
+def _require_bearer(token: str) -> None:
+    """401 without a bearer token, 403 with another one (compared in constant time)."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         _abort(401, "missing bearer token", "Authorization", "expected 'Bearer <token>'",
                {"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(header[len("Bearer "):].encode(), ctx.admin_token.encode()):
+    if not hmac.compare_digest(header[len("Bearer "):].encode(), token.encode()):
         _abort(403, "wrong bearer token", "Authorization", "the token does not match")
+
+
+def _require_feedback_token(ctx: RouterContext) -> None:
+    """Labels decide promotions: with ``router.feedback_token_env`` set, only its holders send them."""
+    if ctx.feedback_token is not None:
+        _require_bearer(ctx.feedback_token)
 
 
 def _not_ready(ctx: RouterContext) -> RequestInvalid:
@@ -213,6 +226,8 @@ def model_info():
                                    "staging_version": running.staging_version} if running else None,
                     "ab_split_b": running.ab_split_b if running else 0.0,
                     "prod_alias": state.prod_alias, "disabled": state.disabled,
+                    "feedback_auth": "bearer token" if ctx.feedback_token is not None else
+                    f"open to any caller (set {ctx.cfg.router.feedback_token_env} to require a token)",
                     "loaded_at": datetime.fromtimestamp(state.loaded_at, UTC).isoformat()})
 
 
@@ -244,6 +259,7 @@ def predict_batch():
 @bp.post("/feedback")
 def feedback():
     ctx = _ctx()
+    _require_feedback_token(ctx)
     [answer] = _log_feedback(ctx, [_body(FeedbackRequest)], prefix="")
     return jsonify(answer)
 
@@ -251,6 +267,7 @@ def feedback():
 @bp.post("/feedback_batch")
 def feedback_batch():
     ctx = _ctx()
+    _require_feedback_token(ctx)
     body = _body(FeedbackBatchRequest)
     limit = ctx.cfg.router.max_batch_rows
     if len(body.items) > limit:

@@ -276,6 +276,36 @@ def test_admin_is_disabled_without_a_token(lakehouse: Pipeline, monkeypatch: pyt
     app.extensions["lakehouse"].events.close()
 
 
+def test_feedback_needs_the_configured_token_and_is_open_without_one_saying_so(
+        lakehouse: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Labels decide promotions: with the feedback token set, a label without it is a 401, with
+    another one a 403, and nothing of either reaches the request log; unset, /model_info says that
+    anyone can send labels."""
+    monkeypatch.setenv("LAKEHOUSE_FEEDBACK_TOKEN", "labels-only")
+    app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    c = app.test_client()
+    events = app.extensions["lakehouse"].events
+    rid = _predict(c, user="fb-auth").get_json()["request_id"]
+    before = events.events_written
+    missing = c.post("/feedback", json={"request_id": rid, "label": 1})
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+    assert missing.get_json()["errors"][0]["field"] == "Authorization"
+    wrong = c.post("/feedback_batch", json={"items": [{"request_id": rid, "label": 1}]},
+                   headers={"Authorization": "Bearer guess"})
+    assert wrong.status_code == 403 and "token" in wrong.get_json()["error"]
+    assert events.events_written == before  # refused labels are not logged
+    ok = c.post("/feedback", json={"request_id": rid, "label": 1}, headers={"Authorization": "Bearer labels-only"})
+    assert ok.status_code == 200 and ok.get_json()["request_id"] == rid
+    assert c.get("/model_info").get_json()["feedback_auth"] == "bearer token"
+    spec = c.get("/openapi.json").get_json()["paths"]["/feedback"]["post"]
+    assert {"401", "403"} <= set(spec["responses"]) and {"bearer": []} in spec["security"]
+    events.close()
+    monkeypatch.delenv("LAKEHOUSE_FEEDBACK_TOKEN")
+    app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    assert app.test_client().get("/model_info").get_json()["feedback_auth"].startswith("open to any caller")
+    app.extensions["lakehouse"].events.close()
+
+
 def test_metrics_parse_and_count_requests(client: FlaskClient) -> None:
     _predict(client, user="metrics-user")
     families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))}
