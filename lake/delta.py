@@ -212,6 +212,23 @@ class Lake:
         """Merge rows on ``keys`` in one commit: update matches (unless ``insert_only``), insert the rest."""
         return self.merge(table, data, keys, schema=schema, insert_only=insert_only)[0]
 
+    def update_matched(self, table: str, data: pa.Table, keys: list[str], columns: list[str]) -> tuple[int, int]:
+        """Set ``columns`` of the existing rows of ``table`` that match ``data`` on ``keys`` (one
+        merge commit, no insert: a row without a match changes nothing); returns (version, rows
+        updated). Idempotent, so a re-read source applies the same values again."""
+        predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+
+        def write() -> tuple[int, int]:
+            dt = self._open(table)
+            if dt is None:
+                raise FileNotFoundError(f"table {table} does not exist: nothing to update")
+            metrics = dt.merge(data, predicate=predicate, source_alias="s", target_alias="t", merge_schema=True) \
+                .when_matched_update({c: f"s.{c}" for c in columns}).execute()
+            dt.update_incremental()
+            return dt.version(), int(metrics["num_target_rows_updated"])
+
+        return self._commit(table, write)
+
     def merge(self, table: str, data: Data, keys: list[str], *,
               schema: pa.Schema | None = None, insert_only: bool = False) -> tuple[int, int]:
         """:meth:`upsert`, returning (version, rows inserted) from the merge's own metrics."""

@@ -144,7 +144,9 @@ def closed_segments(folder: Path) -> list[Path]:
 
 # -- lines: events and their rows -----------------------------------------------------------------
 
-PREDICTION, FEEDBACK = "prediction", "feedback"
+PREDICTION, FEEDBACK, SHADOW = "prediction", "feedback", "shadow"
+# what a shadow line sets on its prediction's `ab_events` row
+SHADOW_COLUMNS = ("shadow_version", "shadow_prediction", "shadow_probability", "shadow_model_ms")
 
 # the fields of a prediction event that the router also returns to the caller, in answer order
 ANSWER_FIELDS = ("request_id", "variant", "experiment_id", "model_version", "model_used", "fallback_reason",
@@ -182,6 +184,15 @@ def prediction_event(*, request_id: str, variant: str, experiment_id: str | None
 def answer_of(event: dict[str, Any]) -> dict[str, Any]:
     """What the router returns for a prediction event: its :data:`ANSWER_FIELDS`."""
     return {name: event[name] for name in ANSWER_FIELDS}
+
+
+def shadow_event(*, request_id: str, model_version: int, prediction: Any, probability: float | None,
+                 model_ms: float, worker: str, time: str | None = None) -> dict[str, Any]:
+    """The one builder of a shadow line: the other variant's answer to the answered request
+    ``request_id``, scored after the answer was sent (so it is a line of its own, written after
+    its prediction's line by the same writer). :func:`shadow_row` reads it back."""
+    return {"type": SHADOW, "request_id": request_id, "model_version": model_version, "prediction": prediction,
+            "probability": probability, "model_ms": model_ms, "time": time or now_iso(), "worker": worker}
 
 
 def feedback_event(*, feedback_id: str, request_id: str, label: Any, worker: str,
@@ -280,6 +291,19 @@ def prediction_row(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def shadow_row(obj: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`SHADOW_COLUMNS` of a prediction's `ab_events` row (with its ``request_id``) from
+    a shadow event."""
+    if "prediction" not in obj:
+        raise BadLine("missing 'prediction'")
+    version = obj.get("model_version")
+    if isinstance(version, bool) or not isinstance(version, int) or not -(2**63) <= version < 2**63:
+        raise BadLine(f"'model_version' is not a 64-bit integer: {version!r}")
+    return {"request_id": _text(obj, "request_id", required=True), "shadow_version": version,
+            "shadow_prediction": scalar_columns(obj["prediction"])[0],
+            "shadow_probability": _number(obj, "probability"), "shadow_model_ms": _number(obj, "model_ms")}
+
+
 def feedback_row(obj: dict[str, Any]) -> dict[str, Any]:
     """An `ab_feedback` row (without `segment`, `ingested_at`) from a feedback event."""
     if "label" not in obj:
@@ -305,11 +329,15 @@ def parse_line(raw: bytes) -> tuple[str, dict[str, Any]]:
         return PREDICTION, prediction_row(obj)
     if kind == FEEDBACK:
         return FEEDBACK, feedback_row(obj)
+    if kind == SHADOW:
+        return SHADOW, shadow_row(obj)
     raise BadLine(f"unknown event type {kind!r}")
 
 
-def parse_segment(name: str, data: bytes, events: list[dict[str, Any]], feedback: list[dict[str, Any]]) -> int:
-    """Append the rows of one closed segment to ``events``/``feedback``; returns the skipped lines.
+def parse_segment(name: str, data: bytes, events: list[dict[str, Any]], feedback: list[dict[str, Any]],
+                  shadows: list[dict[str, Any]]) -> int:
+    """Append the rows of one closed segment to ``events``/``feedback``/``shadows``; returns the
+    skipped lines.
 
     A closed segment holds complete lines only, so an invalid line is corruption: logged at
     WARNING with the segment and line number, counted, and skipped (the other lines still land).
@@ -323,6 +351,9 @@ def parse_segment(name: str, data: bytes, events: list[dict[str, Any]], feedback
         except (ValueError, TypeError, RecursionError) as exc:
             skipped += 1
             log.warning("event log: %s line %d skipped, not a valid event: %s", name, number, exc)
+            continue
+        if kind == SHADOW:  # sets columns of its prediction's row: no segment of its own
+            shadows.append(row)
             continue
         row["segment"] = name
         (events if kind == PREDICTION else feedback).append(row)

@@ -33,7 +33,9 @@ PREDICTED_CLASS = Counter("router_predicted_class_total", "Predicted classes", [
 MODEL_ERRORS = Counter("router_model_errors_total", "Rows on which a model raised (answered by the fallback, "
                        "or failed with 500); model_used=shadow for shadow scoring", ["variant", "model_used"])
 FALLBACKS = Counter("router_fallback_total", "Rows answered by the fallback model", ["variant"])
-LOG_FAILURES = Counter("router_event_log_failures_total", "Events that could not be written (request refused)",
+LOG_FAILURES = Counter("router_event_log_failures_total", "Events that could not be written: the request "
+                       "was refused (kind=prediction/feedback/error), or, for kind=shadow, the other model's "
+                       "answer scored after the response is lost and the request stays unpaired",
                        ["kind"])
 SWAPS = Counter("router_model_swaps_total", "Model / split state swaps in this worker")
 DISABLED = Gauge("router_model_disabled", "1 while an alias is out of service because its model cannot be "

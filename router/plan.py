@@ -14,13 +14,14 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from config.schema import RouterConfig
-from lake.request_log import answer_of, prediction_event
+from lake.request_log import answer_of, prediction_event, shadow_event
 from router import metrics
 from router.event_log import EventLog
 from router.model_pool import ModelPool, PoolState
@@ -222,7 +223,7 @@ def shadow_scores(state: PoolState, planned: list[Planned], share: float) -> dic
 
 
 def _event(p: Planned, state: PoolState, events: EventLog, started: float, score: Score, *, model_used: str,
-           fallback_reason: str | None, shadow: dict[str, Any] | None = None) -> dict[str, Any]:
+           fallback_reason: str | None) -> dict[str, Any]:
     """The prediction event of one planned row (the latency counts from the request's start)."""
     prediction, probability = score
     experiment = state.running
@@ -231,7 +232,7 @@ def _event(p: Planned, state: PoolState, events: EventLog, started: float, score
         experiment_id=experiment.experiment_id if experiment else None, model_version=p.served.version,
         model_used=model_used, fallback_reason=fallback_reason, prediction=prediction, probability=probability,
         latency_ms=_ms_since(started), model_ms=p.model_ms, user_id=p.row.user_id,
-        features=p.row.features, worker=events.writer_id, error=p.error, shadow=shadow)
+        features=p.row.features, worker=events.writer_id, error=p.error)
 
 
 def log_failed(state: PoolState, planned: list[Planned], events: EventLog, started: float) -> None:
@@ -256,10 +257,33 @@ def _observe(p: Planned, prediction: Any, probability: float | None) -> None:
         metrics.FALLBACKS.labels(p.variant).inc()
 
 
+def log_shadows(state: PoolState, planned: list[Planned], request_ids: list[str], share: float,
+                events: EventLog) -> int:
+    """Score a sampled ``share`` of answered rows with the other variant (:func:`shadow_scores`)
+    and log each as a shadow line of its request; returns the lines written. Runs after the
+    answer was sent, so it never raises: a failure is counted and logged, the answers stand."""
+    try:
+        shadows = shadow_scores(state, planned, share)
+        lines = [shadow_event(request_id=request_ids[i], worker=events.writer_id, **shadow)
+                 for i, shadow in sorted(shadows.items())]
+        events.append_many(lines)
+        return len(lines)
+    except Exception:  # after the answer: nobody to tell but the log and the metric
+        metrics.LOG_FAILURES.labels("shadow").inc()
+        log.exception("shadow scoring or logging failed for %d answered row(s); they stay unpaired", len(planned))
+        return 0
+
+
 def predict(pool: ModelPool, rows: list[PredictRequest], router_cfg: RouterConfig, events: EventLog,
-            prefix: str = "") -> list[dict[str, Any]]:
-    """The answers to ``rows``: planned, scored, shadowed, each event in the request log (in the OS)
-    before its answer exists, so a killed worker loses nothing it answered.
+            prefix: str = "", *, defer: Callable[[Callable[[], Any]], None] | None = None
+            ) -> list[dict[str, Any]]:
+    """The answers to ``rows``: planned, scored, each event in the request log (in the OS) before
+    its answer exists, so a killed worker loses nothing it answered.
+
+    Shadow scoring (the other variant on ``router.shadow_share`` of the rows) is off the request's
+    path: it is handed to ``defer`` (the views pass the response's ``call_on_close``, so it runs
+    after the answer was sent) and logged as shadow lines of the answered requests; without
+    ``defer`` it runs here, after the answers were logged.
 
     Raises RequestInvalid: 503 with no model loaded or when the log cannot be written (nothing is
     answered then), 500 when no model could answer (the failed rows are logged), 422 on bad rows."""
@@ -274,11 +298,10 @@ def predict(pool: ModelPool, rows: list[PredictRequest], router_cfg: RouterConfi
         log_failed(state, planned, events, started)
         raise RequestInvalid([Problem("model", f"the model failed and no fallback could answer: {exc}")],
                              status=500) from exc
-    shadows = shadow_scores(state, planned, router_cfg.shadow_share) if state.running else {}
     answers = []
-    for i, (p, (prediction, probability)) in enumerate(zip(planned, scores, strict=True)):
+    for p, (prediction, probability) in zip(planned, scores, strict=True):
         event = _event(p, state, events, started, (prediction, probability), model_used=p.model_used,
-                       fallback_reason=p.fallback_reason, shadow=shadows.get(i))
+                       fallback_reason=p.fallback_reason)
         try:
             events.append(event)
         except (OSError, ValueError) as exc:
@@ -288,6 +311,16 @@ def predict(pool: ModelPool, rows: list[PredictRequest], router_cfg: RouterConfi
                                                  "answered, retry")], status=503) from exc
         answers.append(answer_of(event))
         _observe(p, prediction, probability)
+    share = router_cfg.shadow_share
+    if state.running and share > 0 and state.staging is not None:
+        ids = [a["request_id"] for a in answers]
+
+        def job() -> int:
+            return log_shadows(state, planned, ids, share, events)
+        if defer is None:
+            job()
+        else:
+            defer(job)
     return answers
 
 

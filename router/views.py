@@ -241,9 +241,19 @@ def metrics_view():
 def predict_one():
     ctx = _ctx()
     body = _body(PredictRequest)
-    [answer] = predict(ctx.pool, [body], ctx.cfg.router, ctx.events)
+    later: list = []
+    [answer] = predict(ctx.pool, [body], ctx.cfg.router, ctx.events, defer=later.append)
     request.lakehouse_variant = answer["variant"]
-    return jsonify(answer)
+    return _after_sending(jsonify(answer), later)
+
+
+def _after_sending(response: Response, jobs: list) -> Response:
+    """Run ``jobs`` (shadow scoring) when the server closes the response, i.e. after the answer's
+    bytes were written: the caller never waits for them (gunicorn, werkzeug and the test client
+    all call ``close``)."""
+    for job in jobs:
+        response.call_on_close(job)
+    return response
 
 
 @bp.post("/predict_batch")
@@ -253,7 +263,9 @@ def predict_batch():
     limit = ctx.cfg.router.max_batch_rows
     if len(body.rows) > limit:
         raise RequestInvalid([Problem("rows", f"{len(body.rows)} rows, at most {limit} per call")], status=413)
-    return jsonify({"results": predict(ctx.pool, body.rows, ctx.cfg.router, ctx.events, prefix="rows.")})
+    later: list = []
+    answers = predict(ctx.pool, body.rows, ctx.cfg.router, ctx.events, prefix="rows.", defer=later.append)
+    return _after_sending(jsonify({"results": answers}), later)
 
 
 @bp.post("/feedback")

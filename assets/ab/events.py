@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lake.delta import Lake
-from lake.request_log import closed_segments, parse_segment, seal_orphans
+from lake.request_log import SHADOW_COLUMNS, closed_segments, parse_segment, seal_orphans
 from lake.tables import AB_EVENTS, AB_EVENTS_SCHEMA, AB_FEEDBACK, AB_FEEDBACK_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ class EventIngestOutcome:
     events_inserted: int = 0
     feedback_inserted: int = 0
     duplicates: int = 0                                   # repeated keys dropped within a batch
+    shadows: int = 0                                      # shadow lines read (the other model's answers)
+    shadows_applied: int = 0                              # ab_events rows they set (a re-read sets them again)
 
 
 def _frame(rows: list[dict[str, Any]], schema: pa.Schema, key: str, ingested_at: pd.Timestamp
@@ -91,6 +93,7 @@ def _batches(segments: list[Path], max_segments: int, max_bytes: int) -> Iterato
 def _ingest_batch(lake: Lake, batch: list[Path], ingested_folder: Path, outcome: EventIngestOutcome) -> None:
     events: list[dict[str, Any]] = []
     feedback: list[dict[str, Any]] = []
+    shadows: list[dict[str, Any]] = []
     read: list[Path] = []
     for path in batch:
         try:
@@ -99,7 +102,7 @@ def _ingest_batch(lake: Lake, batch: list[Path], ingested_folder: Path, outcome:
             log.info("event log: %s vanished (moved by a concurrent ingestion?)", path.name)
             continue
         read.append(path)
-        outcome.skipped_lines += parse_segment(path.name, data, events, feedback)
+        outcome.skipped_lines += parse_segment(path.name, data, events, feedback, shadows)
     ingested_at = pd.Timestamp.now(tz="UTC").floor("us")
     for rows, table, schema, key in ((events, AB_EVENTS, AB_EVENTS_SCHEMA, "request_id"),
                                      (feedback, AB_FEEDBACK, AB_FEEDBACK_SCHEMA, "feedback_id")):
@@ -117,11 +120,33 @@ def _ingest_batch(lake: Lake, batch: list[Path], ingested_folder: Path, outcome:
         else:
             outcome.feedback += len(frame)
             outcome.feedback_inserted += inserted
-    # Only now, with both commits done: a crash before this point re-reads these segments, and
-    # the insert-only merges make that a no-op.
+    if shadows:  # after the events: a shadow line follows its prediction's line (same writer)
+        _apply_shadows(lake, shadows, outcome)
+    # Only now, with every commit done: a crash before this point re-reads these segments, and
+    # the insert-only merges (and the idempotent shadow update) make that a no-op.
     for path in read:
         os.replace(path, ingested_folder / path.name)
         outcome.segments.append(path.name)
+
+
+def _apply_shadows(lake: Lake, shadows: list[dict[str, Any]], outcome: EventIngestOutcome) -> None:
+    """Set the shadow columns of the answered requests the shadow lines belong to (their
+    predictions are in this batch or an earlier one: the same writer logged them first)."""
+    fields = [AB_EVENTS_SCHEMA.field(c) for c in ("request_id", *SHADOW_COLUMNS)]
+    frame = pd.DataFrame(shadows).drop_duplicates(subset=["request_id"], keep="last")
+    data = pa.Table.from_pandas(frame[[f.name for f in fields]], schema=pa.schema(fields), preserve_index=False)
+    if not lake.exists(AB_EVENTS):
+        log.error("event log: %d shadow line(s) but no ab_events table: their predictions are missing",
+                  len(frame))
+        outcome.shadows += len(frame)
+        return
+    version, updated = lake.update_matched(AB_EVENTS, data, keys=["request_id"], columns=list(SHADOW_COLUMNS))
+    outcome.versions[AB_EVENTS] = version
+    outcome.shadows += len(frame)
+    outcome.shadows_applied += updated
+    if updated < len(frame):
+        log.error("event log: %d of %d shadow line(s) match no answered request (their predictions were not "
+                  "logged or not ingested)", len(frame) - updated, len(frame))
 
 
 def ingest_event_log(lake: Lake, folder: Path, ingested_folder: Path, *, batch_segments: int = BATCH_SEGMENTS,

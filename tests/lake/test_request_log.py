@@ -17,6 +17,7 @@ from lake.request_log import (
     parse_line,
     parse_segment,
     prediction_event,
+    shadow_event,
 )
 
 T = "2026-12-02T06:30:00.250000+00:00"
@@ -91,8 +92,12 @@ def test_lines_that_are_not_events_are_refused_with_the_reason(line: bytes, why:
 def test_a_segment_keeps_its_good_lines_and_counts_the_bad_ones() -> None:
     data = b"\n".join([_line(_prediction()), b"{broken", _line(feedback_event(
         feedback_id="f", request_id="r1", label=1, worker="w", time=T)), b'{"type": "prediction"'])
-    events, feedback = [], []
-    skipped = parse_segment("seg.jsonl", data, events, feedback)  # the last line lacks its newline
+    events, feedback, shadows = [], [], []
+    data = data.replace(b"{broken", b"{broken\n" + _line(shadow_event(
+        request_id="r1", model_version=6, prediction="no", probability=0.25, model_ms=0.125, worker="w", time=T)))
+    skipped = parse_segment("seg.jsonl", data, events, feedback, shadows)  # the last line lacks its newline
     assert skipped == 2
     assert [e["request_id"] for e in events] == ["r1"] and [f["feedback_id"] for f in feedback] == ["f"]
     assert events[0]["segment"] == feedback[0]["segment"] == "seg.jsonl"
+    assert shadows == [{"request_id": "r1", "shadow_version": 6, "shadow_prediction": '"no"',
+                        "shadow_probability": 0.25, "shadow_model_ms": 0.125}]

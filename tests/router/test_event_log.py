@@ -327,6 +327,45 @@ def test_ingestion_is_exactly_once(lake: Lake, folders: tuple[Path, Path]) -> No
     assert not closed_segments(folder)
 
 
+def test_shadow_lines_set_their_requests_columns_across_segments_and_re_reads(
+        lake: Lake, folders: tuple[Path, Path]) -> None:
+    """A shadow line (logged after the answer) lands on its prediction's row, whether it is in
+    the same segment, a later one ingested in a later run, or read again after a crash."""
+    folder, ingested = folders
+
+    def shadow(i: int) -> dict[str, Any]:
+        return {"type": "shadow", "request_id": f"req-{i:05d}", "model_version": 4, "prediction": "no",
+                "probability": 0.25 + i / 100, "model_ms": 0.5, "time": "2024-05-01T12:00:01Z", "worker": "test"}
+
+    with EventLog(folder, config(segment_max_bytes=1024)) as log:
+        for i in range(10):
+            log.append(prediction(i))
+            log.append(shadow(i) if i % 2 else prediction(i + 100))  # odd ones shadowed
+    first = ingest_event_log(lake, folder, ingested, batch_segments=1)  # a shadow may follow in a later batch
+    assert (first.events_inserted, first.shadows, first.shadows_applied) == (15, 5, 5)
+    rows = lake.read(AB_EVENTS).set_index("request_id")
+    shadowed = [f"req-{i:05d}" for i in range(1, 10, 2)]
+    assert rows.loc[shadowed, "shadow_version"].tolist() == [4] * 5
+    assert rows.loc[shadowed, "shadow_probability"].tolist() == pytest.approx([0.26, 0.28, 0.30, 0.32, 0.34])
+    assert rows.loc[shadowed, "shadow_model_ms"].tolist() == [0.5] * 5
+    assert rows.drop(index=shadowed)["shadow_version"].isna().all()
+    # a later run: the shadow of a request ingested by an earlier run
+    with EventLog(folder, config()) as log:
+        log.append(shadow(0))
+    later = ingest_event_log(lake, folder, ingested)
+    assert (later.events, later.shadows_applied) == (0, 1)
+    assert lake.read(AB_EVENTS).set_index("request_id").loc["req-00000", "shadow_prediction"] == '"no"'
+    # re-read after a crash between the commit and the move: the same values, no new rows
+    for name in first.segments:
+        shutil.copy(ingested / name, folder / name)
+    again = ingest_event_log(lake, folder, ingested)
+    assert (again.events_inserted, again.shadows_applied) == (0, 5)
+    after = lake.read(AB_EVENTS).set_index("request_id")
+    assert len(after) == 15 and after.index.is_unique
+    assert after.loc[shadowed, "shadow_probability"].tolist() == pytest.approx([0.26, 0.28, 0.30, 0.32, 0.34])
+    assert after.loc["req-00000", "shadow_version"] == 4 and pd.isna(after.loc["req-00100", "shadow_version"])
+
+
 def test_live_writer_untouched_and_concurrent_ingestion(lake: Lake, folders: tuple[Path, Path]) -> None:
     folder, ingested = folders
     live = EventLog(folder, config(), writer_id=f"{HOST}-{os.getpid()}")

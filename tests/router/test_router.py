@@ -350,6 +350,33 @@ def test_every_answered_request_is_in_the_event_tables(lakehouse: Pipeline) -> N
     assert feedback.loc[labelled, "request_id"] == answered[0] and feedback.loc[labelled, "label_value"] == 1.0
 
 
+def test_shadow_scoring_runs_after_the_answer_and_lands_on_its_request(lakehouse: Pipeline) -> None:
+    """With every request shadowed, the answers are logged before the response exists and the
+    shadows only when the server closes it (after sending): the caller never waits for the other
+    model. Ingestion sets each shadow on its own request's row, with the shadow model's time."""
+    router = lakehouse.cfg.router.model_copy(update={"shadow_share": 1.0})
+    app = create_app(lakehouse.cfg.model_copy(update={"router": router}), str(lakehouse.paths.root), poll=False)
+    c = app.test_client()
+    log = app.extensions["lakehouse"].events
+    assert app.extensions["lakehouse"].pool.state.running is not None  # an experiment: A and B both serve
+    before = log.events_written
+    r = c.post("/predict_batch", json={"rows": [{"user_id": f"shadow-{i}", "features": ROW} for i in range(8)]})
+    assert r.status_code == 200
+    answers = r.get_json()["results"]
+    assert log.events_written == before + 8  # the answers only: nothing of the shadow yet
+    r.close()
+    assert log.events_written == before + 16  # one shadow line per answered row
+    log.close()
+    ingest_event_log(lakehouse.lake, lakehouse.paths.events, lakehouse.paths.events_ingested)
+    rows = lakehouse.lake.read(AB_EVENTS).set_index("request_id").loc[[a["request_id"] for a in answers]]
+    assert {a["variant"] for a in answers} == {"A", "B"}
+    assert (rows["shadow_version"] != rows["model_version"]).all() and rows["shadow_prediction"].notna().all()
+    assert (rows["shadow_model_ms"] > 0).all() and (rows["model_ms"] > 0).all()
+    state = app.extensions["lakehouse"].pool.state
+    for a, (_, row) in zip(answers, rows.iterrows(), strict=True):  # each shadow is the other variant's
+        assert row["shadow_version"] == (state.staging.version if a["variant"] == "A" else state.prod.version)
+
+
 def test_alias_change_is_picked_up_by_reload(lakehouse: Pipeline) -> None:
     from lake.registry import AliasChange
 

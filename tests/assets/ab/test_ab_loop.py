@@ -74,6 +74,7 @@ def play_latest_batch(pipe: Pipeline):
                     "visits": float(row["visits"])}
         r = client.post("/predict", json={"user_id": f"user-{i}", "features": features})
         assert r.status_code == 200, r.get_json()
+        r.close()  # as a server does once the answer is sent: the shadow is scored and logged now
         answered += 1
         fb = client.post("/feedback", json={"request_id": r.get_json()["request_id"], "label": int(labels[i])})
         assert fb.status_code == 200
