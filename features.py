@@ -165,9 +165,14 @@ def normalize_strings(values: pd.Series) -> pd.Series:
     return pd.Series([_normalized(v) for v in values], index=values.index, dtype=object)
 
 
+def text_value_for_model(value: object) -> str:
+    """One text as the model pipeline reads it: missing (None, NaN, blank) -> :data:`MISSING_TEXT`."""
+    return _normalized(value) or MISSING_TEXT
+
+
 def text_for_model(values: pd.Series) -> pd.Series:
-    """A text column as the model pipeline reads it: missing (None, NaN, blank) -> :data:`MISSING_TEXT`."""
-    return pd.Series([_normalized(v) or MISSING_TEXT for v in values], index=values.index, dtype=object)
+    """A text column as the model pipeline reads it (:func:`text_value_for_model` per value)."""
+    return pd.Series([text_value_for_model(v) for v in values], index=values.index, dtype=object)
 
 
 def build_features(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
