@@ -30,7 +30,8 @@ from router.split import B, assign
 from router.validation import Checked, Problem, RequestInvalid, check_features, expected_fields
 from serving.labels import LabelInvalid, to_class, to_number
 from serving.model_io import class_labels
-from serving.scoring import ServedModel, score_rows
+from serving.request_features import columns_of_values
+from serving.scoring import ServedModel, picked_probability, score_rows
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,21 @@ def plan_rows(state: PoolState, rows: list[PredictRequest], router_cfg: RouterCo
 def score_group(served: ServedModel, rows: list[Planned]) -> tuple[list[Score], list[str]]:
     """Predictions of rows that one model serves, and per row the model's exception on that row
     alone ('' where it answered). One model call when nothing fails; when the call raises, the
-    failing rows are isolated (serving.scoring.predict_isolated), so only they carry an error."""
+    failing rows are isolated (serving.scoring.predict_isolated), so only they carry an error.
+
+    A model with a compiled scorer is fed straight from the validated values
+    (serving.request_features: no DataFrame, no pandas typing); when that call raises, the rows
+    go through the frame path below, which finds the rows the model fails on."""
+    if served.scorer is not None:
+        try:
+            pred, proba = served.scorer.predict(columns_of_values([p.checked.values for p in rows], served.spec))
+        except Exception:  # logged, then the frame path scores and isolates the failing rows
+            log.warning("compiled scoring of v%s failed on %d row(s); isolating on the frame path",
+                        served.version, len(rows), exc_info=True)
+        else:
+            probability = picked_probability(pred, proba, served.scorer.classes) if proba is not None else None
+            return [(json_scalar(pred[j]), None if probability is None else float(probability[j]))
+                    for j in range(len(rows))], [""] * len(rows)
     frame = pd.DataFrame([{name: p.checked.values.get(name) for name in expected_fields(served.schema)}
                           for p in rows])
     scored = score_rows(frame, served)

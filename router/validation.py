@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from config.schema import RouterConfig
+from serving.parsing import parse_time_value
 
 # input_schema stores at most this many categories per column (assets.training.registration.input_schema):
 # a shorter list is the whole vocabulary seen in training, a full one may not be.
@@ -135,14 +136,9 @@ def _type_problem(kind: str, value: Any) -> str | None:
     if kind == "time":
         if not isinstance(value, str):
             return f"expected an ISO-8601 time string, got {type(value).__name__}"
-        try:
-            when = pd.Timestamp(value)
-        except (ValueError, TypeError, OverflowError):
+        when = parse_time_value(value)
+        if when is None:
             return f"not a time: {value[:40]!r}"
-        if when is pd.NaT:
-            return f"not a time: {value[:40]!r}"
-        if when.tzinfo is None:  # naive times are UTC, as at ingestion (serving.parsing.parse_time)
-            when = when.tz_localize("UTC")
         if not TIME_MIN <= when <= TIME_MAX:
             return (f"{value[:40]!r} is outside the times the pipeline can represent "
                     f"({TIME_MIN.isoformat()} .. {TIME_MAX.isoformat()}: nanosecond timestamps, as ingestion "

@@ -26,6 +26,19 @@ def parse_time(values: pd.Series) -> pd.Series:
     return out.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
 
 
+def parse_time_value(value: str) -> pd.Timestamp | None:
+    """One time string as a UTC timestamp (naive = UTC, as :func:`parse_time` reads a column), or
+    None when it is not a time or lies outside pandas' nanosecond range. The router's validation
+    and its frame-free feature path both read a row's time through this one function."""
+    try:
+        when = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if when is pd.NaT:
+        return None
+    return when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+
+
 def blank_as_missing(values: pd.Series) -> pd.Series:
     """Empty or whitespace-only strings -> None (a blank cell or field is a missing value, not a
     value of the wrong type); everything else unchanged."""

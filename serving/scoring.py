@@ -211,6 +211,16 @@ def predict_isolated(served: ServedModel, typed: pd.DataFrame) -> tuple[list[Any
     return pred, proba, errors
 
 
+def picked_probability(pred: list[Any] | np.ndarray, proba: np.ndarray, classes: list,
+                       scored: np.ndarray | None = None) -> np.ndarray:
+    """Per row, the probability of the predicted class (for two classes: of the positive class),
+    NaN where ``scored`` is False (the row failed)."""
+    picked = np.full(len(pred), np.nan)
+    rows = np.arange(len(pred)) if scored is None else np.flatnonzero(scored)
+    picked[rows] = proba[rows, 1] if len(classes) == 2 else proba[rows, [classes.index(pred[r]) for r in rows]]
+    return picked
+
+
 def score_rows(df: pd.DataFrame, served: ServedModel) -> RowScores:
     """Type, build the features of and score every row of ``df``; problems stay on their rows."""
     spec = served.spec
@@ -224,14 +234,8 @@ def score_rows(df: pd.DataFrame, served: ServedModel) -> RowScores:
         model_error[ok] = errors
         predict[ok] = pred
         if spec.task == "classification" and proba is not None:
-            classes = served.classes_
-            scored = np.array([e == "" for e in errors])
-            # probability of the predicted class (for two classes: of the positive class)
-            picked = np.full(len(pred), np.nan)
-            rows = np.flatnonzero(scored)
-            picked[rows] = proba[rows, 1] if len(classes) == 2 else \
-                proba[rows, [classes.index(pred[r]) for r in rows]]
-            probability[ok.to_numpy()] = picked
+            probability[ok.to_numpy()] = picked_probability(pred, proba, served.classes_,
+                                                            np.array([e == "" for e in errors]))
     return RowScores(predict.tolist(), probability, input_error, model_error)
 
 

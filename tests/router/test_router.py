@@ -485,6 +485,41 @@ def test_a_failing_model_is_an_error_of_its_variant(lakehouse: Pipeline) -> None
     assert analysis.decision.action == "rollback" and "error rate 100.00%" in analysis.decision.reason
 
 
+def test_compiled_models_score_requests_without_a_frame(lakehouse: Pipeline, monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    """With compiled scorers the request path builds no DataFrame (the frame path is made to
+    raise), and its answers equal the pipeline path's: same classes, probabilities within 1e-9."""
+    from dataclasses import replace
+
+    import router.plan
+
+    app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    ctx = app.extensions["lakehouse"]
+    state = ctx.pool.reload(force=True)
+    assert state.prod.scorer is not None and state.staging.scorer is not None
+    c = app.test_client()
+    cities = [None, "Oslo", "  Bergen "]
+    rows = [{"user_id": f"frame-{i}", "features": {**ROW, "temp": float(i - 10), "city": cities[i % 3]}}
+            for i in range(30)]
+
+    def no_frames(*args, **kwargs):
+        raise AssertionError("the frame path was used")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(router.plan, "score_rows", no_frames)
+        fast = c.post("/predict_batch", json={"rows": rows})
+        one = _predict(c, user="frame-1", features=rows[1]["features"])
+    assert fast.status_code == 200 and one.status_code == 200, (fast.get_json(), one.get_json())
+    ctx.pool._state = replace(state, prod=replace(state.prod, scorer=None), staging=replace(state.staging, scorer=None))
+    slow = c.post("/predict_batch", json={"rows": rows})
+    ctx.events.close()
+    got, want = fast.get_json()["results"], slow.get_json()["results"]
+    assert [r["variant"] for r in got] == [r["variant"] for r in want] and {r["variant"] for r in got} == {"A", "B"}
+    assert [r["prediction"] for r in got] == [r["prediction"] for r in want]
+    assert max(abs(a["probability"] - b["probability"]) for a, b in zip(got, want, strict=True)) <= 1e-9
+    assert one.get_json()["prediction"] == got[1]["prediction"]
+
+
 def _corrupted(lakehouse: Pipeline, version: int):
     """A context in which model ``version``'s artifact is garbage (restored afterwards)."""
     import contextlib
