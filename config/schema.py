@@ -477,7 +477,16 @@ class RouterConfig(_Strict):
     host: str = Field(default="127.0.0.1", description="Bind address; loopback unless you mean otherwise.")
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=2, ge=1)
-    threads: int = Field(default=4, ge=1, description="Threads per gunicorn worker (gthread).")
+    worker_class: Literal["gevent", "gthread"] = Field(
+        default="gevent", description="gunicorn worker: gevent (each connection waits on the event loop, so "
+        "slow clients hold no thread) or gthread (a thread per request being read; `threads` of them).")
+    threads: int = Field(default=4, ge=1, description="Threads per gunicorn worker (gthread only).")
+    worker_connections: int = Field(default=1000, ge=1, description="Open connections per worker (gevent), "
+                                    "gunicorn's default: an idle or slow one costs a greenlet and a socket, "
+                                    "tens of KiB, so this bounds a worker's memory for them to tens of MiB.")
+    reuse_port: bool = Field(default=True, description="A listening socket per worker (SO_REUSEPORT): the "
+                             "kernel spreads new connections over the workers, so keep-alive clients do not "
+                             "all stick to the worker that was first to accept.")
     default_split_b: float = Field(default=0.5, ge=0, le=1, description="Share of users sent to staging "
                                    "when an experiment opens.")
     reload_poll_seconds: float = Field(default=2.0, gt=0, description="How often each worker checks the "

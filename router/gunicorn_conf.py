@@ -24,8 +24,15 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
 bind = f"{_cfg.router.host}:{_cfg.router.port}"
 workers = _cfg.router.workers
+# gevent: a connection waits on the worker's event loop until its request is complete, so slow
+# clients (one header line a second) cost a greenlet each instead of one of a few threads; the
+# model work itself is CPU-bound either way, one request at a time per core (docs/router.md)
+worker_class = _cfg.router.worker_class
 threads = _cfg.router.threads
-worker_class = "gthread"
+worker_connections = _cfg.router.worker_connections
+# each worker listens on its own SO_REUSEPORT socket and the kernel hashes new connections over
+# them: with one shared socket the worker first to wake took every keep-alive client
+reuse_port = _cfg.router.reuse_port
 timeout = 120          # loading a large model at start can take a while
 graceful_timeout = 20  # in-flight requests finish on SIGTERM
 accesslog = "-"
