@@ -567,6 +567,11 @@ def _reference_matrix(pipeline: Any, frame: pd.DataFrame) -> pd.DataFrame:
     return x if isinstance(x, pd.DataFrame) else pd.DataFrame(x)
 
 
+def _name_key(name: object) -> str:
+    """A column name as LightGBM stores it: every character outside [0-9A-Za-z_] becomes '_'."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", str(name))
+
+
 def compile_pipeline(pipeline: Any, spec: FeatureSpec, sample: pd.DataFrame) -> CompiledScorer:
     """Translate a fitted pipeline (PyCaret's, or the fallback's sklearn Pipeline) into a
     :class:`CompiledScorer`; ``sample`` (features rows) fixes the model matrix's column order
@@ -595,7 +600,10 @@ def compile_pipeline(pipeline: Any, spec: FeatureSpec, sample: pd.DataFrame) -> 
     if fitted_names is None and hasattr(estimator, "feature_name_"):
         fitted_names = estimator.feature_name_
     matrix_columns = [str(c) for c in reference.columns]
-    if fitted_names is not None and [str(c) for c in fitted_names] != matrix_columns:
+    # LightGBM renames the columns it is fitted on (PyCaret's one-hot column "plane_type_Fixed wing
+    # multi engine" becomes "..._Fixed_wing_multi_engine"), so names are compared as it writes them;
+    # the kernel takes a matrix by position, and verify() checks the outputs themselves
+    if fitted_names is not None and [_name_key(c) for c in fitted_names] != [_name_key(c) for c in matrix_columns]:
         raise Untranslatable(steps_in[-1][0], "the estimator was fitted on other columns than the "
                              "pipeline's transform gives")
     kernel = make_kernel(estimator, spec.task)

@@ -40,13 +40,14 @@ OTHER_SCALERS = {m: PreprocessingVariant(name=f"median_{m}", numeric_imputation=
 
 
 def make_rows(task: str, n: int = 900, seed: int = 0) -> pd.DataFrame:
-    """Hourly rows: two numbers (one 10% missing), categories of 5 levels (10% missing, one-hot),
+    """Hourly rows: two numbers (one 10% missing), categories of 5 levels (10% missing, one-hot; with
+    spaces and punctuation, which LightGBM renames in its one-hot columns' names),
     2 levels (ordinal), 40 levels (target-encoded above max_encoding_ohe 25; some rare), a text."""
     rng = np.random.default_rng(seed)
     df = pd.DataFrame({
         "ts": pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC"),
         "x1": rng.normal(size=n), "x2": rng.gamma(2, 3, n),
-        "c1": rng.choice(list("abcde"), n).astype(object), "c2": rng.choice(["yes", "no"], n),
+        "c1": rng.choice(["a", "b b", "c-c", "d/d", "e (e)"], n).astype(object), "c2": rng.choice(["yes", "no"], n),
         "c3": rng.choice([f"k{i}" for i in range(40)], n, p=np.r_[np.full(30, 0.03), np.full(10, 0.01)]),
         "txt": [" ".join(rng.choice(["free", "cash", "meet", "team", "lunch", "prize"], 4)) for _ in range(n)],
     })
