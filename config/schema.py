@@ -316,6 +316,22 @@ class TrainingConfig(_Strict):
     select_top: int = Field(default=6, ge=1, description="The CV leaders of each variant re-scored on all "
                             "validation rows (CV folds and PyCaret's test split, pooled by rows) to pick "
                             "the model: a small window's three folds are too few rows to rank by alone.")
+    serving_cost: Literal["latency", "size", "off"] = Field(
+        default="latency", description="Among the leaders within the CV noise of the best (one standard error "
+        "of its CV mean, the one-standard-error rule), prefer the one cheapest to serve: by its predict time on "
+        "one row (`latency`) or its pickled size (`size`), when it is at least `serving_cost_factor` times "
+        "cheaper than the best; `off` takes the best figure. Both costs are in the leaderboard's metrics.")
+    serving_cost_factor: float = Field(
+        default=2.0, ge=1.0, description="How much cheaper a model within the noise must be to be chosen over the "
+        "best: 2x is beyond the timing noise of a shared machine (repeated bench/compiled_scorer.py runs on 2 "
+        "busy cores varied by up to 1.5x), so the choice does not flip on noise.")
+    serving_cost_min_saving_ms: float = Field(
+        default=0.5, ge=0, description="With `latency`: the cheaper model must also save at least this much per "
+        "row: about half of the router's own work per request (validation, request log, JSON; "
+        "bench/serving_peers.py), so a few microseconds never cost accuracy within the noise.")
+    serving_cost_min_saving_mib: float = Field(
+        default=16.0, ge=0, description="With `size`: the smaller model must also be at least this much smaller "
+        "(each router worker holds every served model in memory: prod, staging, previous and fallback).")
     variants: list[PreprocessingVariant] = Field(
         default_factory=lambda: [PreprocessingVariant(name="median_raw")], min_length=1,
         description="Preprocessing variants; the first is searched over all `models`, the others over "

@@ -15,6 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import load_config
 from lake.paths import data_paths
 
+# One thread per native math library call in the workers (read when a worker first imports
+# numpy / scikit-learn / LightGBM, after the fork): the workers already own the cores, and an
+# OpenMP team per call (scikit-learn's histogram boosting predicts with one) stalled gevent
+# workers for seconds on 2 busy cores (p99 2.3 s against 0.1 s single-threaded,
+# bench/serving_peers.py). An operator's own setting wins.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 _cfg = load_config()
 _paths = data_paths().ensure()
 _metrics_dir = _paths.root / "prometheus"

@@ -18,6 +18,9 @@ import numpy as np
 import pandas as pd
 
 from assets.training.evaluation import higher_is_better, metric_value
+from assets.training.serving_cost import ServingCost, standard_error
+from assets.training.serving_cost import choose as choose_by_serving_cost
+from assets.training.serving_cost import measure as measure_serving_cost
 from config.schema import PipelineConfig, PreprocessingVariant
 from features import FeatureSpec
 from lake.paths import route_pycaret_log
@@ -201,6 +204,8 @@ class Leader:
     variant: str
     model_id: str
     cv_metrics: dict[str, float]
+    fold_values: list[float] = field(default_factory=list)  # its CV scores per fold in the sort metric
+    cost: ServingCost | None = None
 
 
 def pooled_scores(exp: Any, models: list[Any], cv_means: list[float], metric: str) -> list[dict[str, Any]]:
@@ -230,6 +235,38 @@ def pooled_scores(exp: Any, models: list[Any], cv_means: list[float], metric: st
         out.append({"cv": cv, "test": test, "pooled": float(pooled),
                     "shown": {f"{metric} (test split)": test, f"{metric} (CV and test split)": float(pooled)}})
     return out
+
+
+def fold_values(scores: pd.DataFrame | None, metric: str) -> list[float]:
+    """The per-fold figures of a PyCaret score grid (its rows other than Mean and Std)."""
+    if scores is None or metric not in scores.columns:
+        return []
+    return [float(v) for i, v in scores[metric].items() if str(i) not in ("Mean", "Std")]
+
+
+def compare_fold_values(exp: Any, model_id: str, metric: str, since: int) -> list[float]:
+    """The CV fold figures compare_models recorded for ``model_id`` (its experiment's model
+    container from position ``since``, where this compare_models call started)."""
+    cls = exp._all_models[model_id].class_def
+    for entry in exp._master_model_container[since:]:
+        scores = entry.get("scores")
+        if type(entry.get("model")) is cls and scores is not None and "Std" in scores.index:
+            return fold_values(scores, metric)
+    return []
+
+
+def _serving_cost(exp: Any, model: Any, task: str, model_id: str, notes: list[str]) -> ServingCost | None:
+    """:func:`serving_cost.measure` on a transformed row of the experiment; a failure is a note
+    (the model stays a candidate, chosen by its figure alone)."""
+    rows = exp.get_config("X_test_transformed")
+    if not len(rows):
+        rows = exp.get_config("X_train_transformed")
+    try:
+        return measure_serving_cost(model, rows, task)
+    except Exception as exc:  # noted in the search's notes and logged; the search goes on
+        log.exception("measuring the serving cost of %s failed", model_id)
+        notes.append(f"serving cost of {model_id} not measured ({type(exc).__name__}: {exc})"[:300])
+        return None
 
 
 def _metric_id(exp: Any, name: str) -> str:
@@ -264,6 +301,7 @@ def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_
     for i, variant in enumerate(t.variants):
         say(f"variant {variant.name}: setup on {len(train)} rows, comparing {candidates} by {metric}")
         exp = setup_experiment(train, spec, cfg, variant)
+        since = len(exp._master_model_container)
         top = exp.compare_models(include=candidates, sort=metric, n_select=max(t.select_top, t.tune_top, 1),
                                  budget_time=t.budget_time_minutes, verbose=False, errors="raise")
         grid = exp.pull()
@@ -279,9 +317,14 @@ def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_
                 "set training.metric to LogLoss, defined on any fold, or use fewer training.folds")
         pooled = pooled_scores(exp, top, [float(v) for v in grid[metric].iloc[:len(top)]], metric)
         for k, (row, entry) in enumerate(zip(board_rows, pooled, strict=False)):  # leaders first, in order
-            row["metrics"] = json.dumps({**json.loads(row["metrics"]), **entry["shown"]})
+            model_id = str(grid.index[k])
             cv = {key: v for key, v in json.loads(row["metrics"]).items() if "(" not in key}
-            leaders.append(Leader(entry["pooled"], entry["cv"], top[k], exp, variant.name, str(grid.index[k]), cv))
+            folds = compare_fold_values(exp, model_id, metric, since)
+            cost = _serving_cost(exp, top[k], spec.task, model_id, notes)
+            row["metrics"] = json.dumps({**json.loads(row["metrics"]), **entry["shown"],
+                                         f"{metric} (CV standard error)": standard_error(folds),
+                                         **(cost.shown() if cost else {})})
+            leaders.append(Leader(entry["pooled"], entry["cv"], top[k], exp, variant.name, model_id, cv, folds, cost))
         figures = ", ".join(f"{grid.index[k]} {e['pooled']:.4f}" for k, e in enumerate(pooled))
         say(f"variant {variant.name}: {metric} over CV folds and PyCaret's test split: {figures}")
     leaders.sort(key=lambda leader: -sign * leader.pooled)
@@ -296,24 +339,40 @@ def run_search(train: pd.DataFrame, spec: FeatureSpec, cfg: PipelineConfig, run_
         say(f"tuning {leader.model_id} of variant {leader.variant} ({t.tune_iterations} iterations)")
         tuned = leader.exp.tune_model(leader.model, n_iter=t.tune_iterations, optimize=metric, choose_better=True,
                                       verbose=False)
-        tuned_metrics = {k: float(v) for k, v in leader.exp.pull().loc["Mean"].items()}
+        tuned_grid = leader.exp.pull()
+        tuned_metrics = {k: float(v) for k, v in tuned_grid.loc["Mean"].items()}
         improved = params_of(tuned) != params_of(leader.model)  # choose_better returns the original otherwise
         entry = pooled_scores(leader.exp, [tuned], [tuned_metrics[metric]], metric)[0] if improved else None
         better = entry is not None and sign * entry["pooled"] > sign * leader.pooled
+        folds = fold_values(tuned_grid, metric) if improved else []
+        cost = _serving_cost(leader.exp, tuned, spec.task, leader.model_id, notes) if better else None
         rows.append({"model_id": leader.model_id, "model": type(tuned).__name__, "variant": leader.variant,
                      "stage": "tuned" if better else "tuned (not better: kept the default)",
                      "hyperparameters": json.dumps(params_of(tuned), sort_keys=True),
-                     "metrics": json.dumps({**tuned_metrics, **(entry["shown"] if entry else {})}),
+                     "metrics": json.dumps({**tuned_metrics, **(entry["shown"] if entry else {}),
+                                            **({f"{metric} (CV standard error)": standard_error(folds)}
+                                               if folds else {}), **(cost.shown() if cost else {})}),
                      "sort_metric": metric, "sort_value": tuned_metrics.get(metric), "fit_seconds": np.nan})
         if better:
             leader.model, leader.pooled, leader.cv, leader.cv_metrics = (tuned, entry["pooled"], entry["cv"],
                                                                          tuned_metrics)
-    chosen = max(leaders, key=lambda leader: sign * leader.pooled)
+            leader.fold_values, leader.cost = folds, cost
+    best = max(leaders, key=lambda leader: sign * leader.pooled)
+    pick = choose_by_serving_cost([leader.pooled for leader in leaders], higher_is_better(metric),
+                                  standard_error(best.fold_values), costs=[leader.cost for leader in leaders],
+                                  names=[f"{leader.model_id} ({leader.variant})" for leader in leaders],
+                                  mode=t.serving_cost, factor=t.serving_cost_factor,
+                                  min_saving=t.serving_cost_min_saving_ms if t.serving_cost == "latency"
+                                  else t.serving_cost_min_saving_mib)
+    chosen = leaders[pick.index]
+    if pick.note:
+        notes.append(pick.note)
+        say(notes[-1])
     by_cv = max(leaders, key=lambda leader: sign * leader.cv)
-    if chosen is not by_cv:
-        notes.append(f"{chosen.model_id} ({chosen.variant}) chosen over the CV leader {by_cv.model_id} "
+    if best is not by_cv:
+        notes.append(f"{best.model_id} ({best.variant}) is best over the CV leader {by_cv.model_id} "
                      f"({by_cv.variant}) on all validation rows (CV folds and PyCaret's test split): {metric} "
-                     f"{chosen.pooled:.4f} vs {by_cv.pooled:.4f}")
+                     f"{best.pooled:.4f} vs {by_cv.pooled:.4f}")
         say(notes[-1])
     model, exp, variant_name, model_id, cv = chosen.model, chosen.exp, chosen.variant, chosen.model_id, \
         chosen.cv_metrics

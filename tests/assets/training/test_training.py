@@ -1,6 +1,7 @@
 """Model lifecycle on small data: time-ordered validation, the gate, the registry and its aliases."""
 
 import json
+import math
 import threading
 from pathlib import Path
 
@@ -93,6 +94,11 @@ def test_first_model_is_prod_with_every_registry_field(trained: Pipeline) -> Non
         fallback_shap.read_text())["unavailable"]
     board = trained.lake.read(LEADERBOARD)
     assert set(board["model_id"]) == {"lr", "dt", "knn"} and board["rank"].min() == 1
+    # every leader of the search carries its serving cost and CV noise (the model choice reads them)
+    leaders = [json.loads(m) for m in board.loc[board["stage"] == "compare", "metrics"]]
+    costed = [m for m in leaders if "predict ms (1 row)" in m]
+    assert costed and all(m["predict ms (1 row)"] > 0 and m["artifact MiB"] > 0 for m in costed)
+    assert all(math.isfinite(m[f"{board['sort_metric'].iloc[0]} (CV standard error)"]) for m in costed)
 
 
 @pytest.mark.slow
