@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/router.py
 	$(BIN)/python bench/compiled_scorer.py
+	$(BIN)/python bench/serving_peers.py
 	$(BIN)/python bench/ab_analysis.py
 
 # The registered AutoML model against a tuned LightGBM / TF-IDF + linear baseline on every zoo
