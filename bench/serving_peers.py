@@ -12,6 +12,9 @@ Three servers, each gunicorn with the router's ``router.workers`` processes, on 
   installed in a throwaway environment this script makes (the project's lock plus MLflow, with
   uv; reused from ``--mlflow-env`` when it is there), never in the project's lock.
 
+Slow clients: the router's single-row load again while ``--slow-clients`` (50) connections trickle
+endless headers or bodies (bench/slow_clients.py); the p99 before and during is printed.
+
 Loads (bench/router.py's load generator: 8 keep-alive client threads, a warm-up, then a number
 of requests each, stopped at ``--max-seconds``): single rows, and ``/predict_batch`` of
 ``--batch`` rows (the floor and MLflow get the same rows as one body). The in-process floor (the
@@ -62,6 +65,7 @@ from bench.router import (
     load_workload,
     say,
 )
+from bench.slow_clients import SlowClients
 from router.server import RouterProcess, config_with_router, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,6 +244,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--max-seconds", type=float, default=20.0, help="bound of each load")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--slow-clients", type=int, default=50, help="slow connections during the last router load")
     parser.add_argument("--no-mlflow", action="store_true", help="skip MLflow (no throwaway environment)")
     parser.add_argument("--mlflow-env", type=Path, default=Path(tempfile.gettempdir()) / "lakehouse-bench-mlflow-env")
     args = parser.parse_args()
@@ -314,6 +319,12 @@ def run(args: argparse.Namespace, root: Path) -> None:
              args.requests)
         load(f"router, {args.batch} rows", f"{router.url}/predict_batch", router_body(inp, args.batch, "batch"),
              args.batch, args.batch_requests)
+        with SlowClients("127.0.0.1", port, n=args.slow_clients, interval=1.0,
+                         max_seconds=args.max_seconds + 60) as slow:
+            time.sleep(2.0)  # every slow connection open and trickling
+            load(f"router, 1 row, during {args.slow_clients} slow clients", f"{router.url}/predict",
+                 router_body(inp, 1, "slow"), 1, args.requests)
+        say(f"  slow clients: {slow.connected} connected, {slow.closed_by_server} closed by the server")
     finally:
         router.stop()
 
@@ -348,6 +359,9 @@ def run(args: argparse.Namespace, root: Path) -> None:
         holds = value >= target if op == ">=" else value <= target
         print(f"{name:<44} {value:9.3f}  target {op} {target:g}: {'HOLDS' if holds else 'MISSED'}")
     per_row_ms = 1000 * CONCURRENCY / router_rows if router_rows else math.nan
+    during = results[f"router, 1 row, during {args.slow_clients} slow clients"][0]
+    print(f"router p99 with {args.slow_clients} slow clients open: {during.pct(0.99):.2f} ms against "
+          f"{one.pct(0.99):.2f} ms without ({during.rate:.1f} vs {one.rate:.1f} req/s)")
     print(f"router batch: {per_row_ms:.3f} ms per row per client (8 clients) against the kernel's "
           f"{batch_ms / args.batch:.4f} ms per row in process")
 

@@ -26,14 +26,19 @@ from router.views import RouterContext, bp
 log = logging.getLogger(__name__)
 
 
-def create_app(cfg: PipelineConfig | None = None, data_root: str | None = None, *, poll: bool = True) -> Flask:
+def create_app(cfg: PipelineConfig | None = None, data_root: str | None = None, *, poll: bool = True,
+               freeze_heap: bool = False) -> Flask:
     """The router bound to one configuration and data root (the lake, the registry, the event log).
 
-    ``poll=False`` loads the models once and never reloads them unless asked (tests, benchmarks)."""
+    ``poll=False`` loads the models once and never reloads them unless asked (tests, benchmarks).
+    ``freeze_heap=True`` moves the interpreter's objects out of the garbage collector's scans after
+    each model load (:func:`router.model_pool.freeze_heap`): a decision for the whole process,
+    which the gunicorn entry point (``router.wsgi``) makes and an application embedding the
+    router leaves to its owner."""
     cfg = cfg or load_config()
     paths = data_paths(data_root).ensure()
     registry = open_registry(cfg, paths)
-    pool = ModelPool(registry, cfg.router.default_split_b, actor=f"router:{os.getpid()}")
+    pool = ModelPool(registry, cfg.router.default_split_b, actor=f"router:{os.getpid()}", freeze_heap=freeze_heap)
     pool.on_swap = _record_swap
     try:
         pool.reload()

@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -110,7 +111,10 @@ def score_group(served: ServedModel, rows: list[Planned]) -> tuple[list[Score], 
     go through the frame path below, which finds the rows the model fails on."""
     if served.scorer is not None:
         try:
-            pred, proba = served.scorer.predict(columns_of_values([p.checked.values for p in rows], served.spec))
+            time_column = served.spec.time_column  # a shadow model may read another field than validation did
+            times = [p.checked.when if p.checked.time_column == time_column else None for p in rows]
+            pred, proba = served.scorer.predict(columns_of_values([p.checked.values for p in rows], served.spec,
+                                                                  times))
         except Exception:  # logged, then the frame path scores and isolates the failing rows
             log.warning("compiled scoring of v%s failed on %d row(s); isolating on the frame path",
                         served.version, len(rows), exc_info=True)
@@ -262,14 +266,27 @@ def log_failed(state: PoolState, planned: list[Planned], events: EventLog, start
             log.exception("request log write failed for the error event of %s", event["request_id"])
 
 
-def _observe(p: Planned, prediction: Any, probability: float | None) -> None:
-    metrics.PREDICTIONS.labels(p.variant, p.model_used).observe(
-        probability if probability is not None else float(prediction)
-        if isinstance(prediction, int | float) and not isinstance(prediction, bool) else 0.0)
-    if p.served.spec.task == "classification":
-        metrics.PREDICTED_CLASS.labels(p.variant, str(prediction)).inc()
-    if p.model_used == "fallback":
-        metrics.FALLBACKS.labels(p.variant).inc()
+def _observe(planned: list[Planned], scores: list[Score]) -> None:
+    """The prediction metrics of answered rows: one histogram child per (variant, model) and the
+    counters incremented once per label set (a 50-row batch is a few metric writes, not 150)."""
+    children: dict[tuple[str, str], Any] = {}
+    classes: Counter = Counter()
+    fallbacks: Counter = Counter()
+    for p, (prediction, probability) in zip(planned, scores, strict=True):
+        key = (p.variant, p.model_used)
+        child = children.get(key)
+        if child is None:
+            child = children[key] = metrics.PREDICTIONS.labels(*key)
+        child.observe(probability if probability is not None else float(prediction)
+                      if isinstance(prediction, int | float) and not isinstance(prediction, bool) else 0.0)
+        if p.served.spec.task == "classification":
+            classes[(p.variant, str(prediction))] += 1
+        if p.model_used == "fallback":
+            fallbacks[p.variant] += 1
+    for labels, n in classes.items():
+        metrics.PREDICTED_CLASS.labels(*labels).inc(n)
+    for variant, n in fallbacks.items():
+        metrics.FALLBACKS.labels(variant).inc(n)
 
 
 def log_shadows(state: PoolState, planned: list[Planned], request_ids: list[str], share: float,
@@ -313,19 +330,18 @@ def predict(pool: ModelPool, rows: list[PredictRequest], router_cfg: RouterConfi
         log_failed(state, planned, events, started)
         raise RequestInvalid([Problem("model", f"the model failed and no fallback could answer: {exc}")],
                              status=500) from exc
-    answers = []
-    for p, (prediction, probability) in zip(planned, scores, strict=True):
-        event = _event(p, state, events, started, (prediction, probability), model_used=p.model_used,
-                       fallback_reason=p.fallback_reason)
-        try:
-            events.append(event)
-        except (OSError, ValueError) as exc:
-            metrics.LOG_FAILURES.labels("prediction").inc()
-            log.exception("request log write failed; refusing to answer %s", event["request_id"])
-            raise RequestInvalid([Problem("log", f"the request log could not be written ({exc}); nothing was "
-                                                 "answered, retry")], status=503) from exc
-        answers.append(answer_of(event))
-        _observe(p, prediction, probability)
+    lines = [_event(p, state, events, started, score, model_used=p.model_used, fallback_reason=p.fallback_reason)
+               for p, score in zip(planned, scores, strict=True)]
+    try:  # one write for the whole request: every row's event is in the kernel, or none is and nothing is answered
+        events.append_many(lines)
+    except (OSError, ValueError) as exc:
+        metrics.LOG_FAILURES.labels("prediction").inc()
+        log.exception("request log write failed; refusing to answer %d row(s) (first %s)", len(lines),
+                      lines[0]["request_id"] if lines else "-")
+        raise RequestInvalid([Problem("log", f"the request log could not be written ({exc}); nothing was "
+                                             "answered, retry")], status=503) from exc
+    answers = [answer_of(event) for event in lines]
+    _observe(planned, scores)
     share = router_cfg.shadow_share
     if state.running and share > 0 and state.staging is not None:
         ids = [a["request_id"] for a in answers]

@@ -47,6 +47,8 @@ class Checked:
     missing_share: float
     out_of_range: list[str]
     unseen: list[str]               # categorical fields with a category never seen in training
+    when: pd.Timestamp | None = None  # the row's time as validation parsed it (UTC), read once
+    time_column: str | None = None    # the field ``when`` was read from
 
     def fallback_reason(self, cfg: RouterConfig, numeric_count: int) -> str | None:
         """Why this row goes to the fallback model, or None."""
@@ -74,51 +76,122 @@ def expected_fields(schema: dict) -> dict[str, str]:
     return fields
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """What :func:`check_features` needs of one schema and router config, read once: the fields in
+    order, the numeric ranges widened by the margin, the complete category vocabularies."""
+
+    fields: tuple[tuple[str, str], ...]
+    names: frozenset[str]
+    bounds: dict[str, tuple[float, float]]
+    vocabularies: dict[str, frozenset]     # only columns whose stored list is the whole vocabulary
+    shown: dict[str, list]                 # the first known categories, for the error message
+    counted: int                           # numeric + categorical + text fields (the missing share's base)
+    time_column: str
+
+
+# (id(schema), id(cfg)) -> (schema, cfg, rules): the served models' schemas live as long as their
+# ServedModel; holding them here keeps the ids from being reused while the entry exists
+_RULES: dict[tuple[int, int], tuple[dict, RouterConfig, _Rules]] = {}
+_RULES_KEPT = 64
+
+
+def _rules(schema: dict, cfg: RouterConfig) -> _Rules:
+    key = (id(schema), id(cfg))
+    hit = _RULES.get(key)
+    if hit is not None and hit[0] is schema and hit[1] is cfg:
+        return hit[2]
+    fields = expected_fields(schema)
+    bounds = {}
+    for name, (low, high) in schema.get("numeric_ranges", {}).items():
+        pad = cfg.range_margin * (high - low)
+        bounds[name] = (low - pad, high + pad)
+    known = {name: cats for name, cats in schema.get("categories", {}).items()
+             if cats is not None and len(cats) < STORED_CATEGORIES}
+    rules = _Rules(tuple(fields.items()), frozenset(fields), bounds,
+                   {name: frozenset(cats) for name, cats in known.items()},
+                   {name: list(cats[:20]) for name, cats in known.items()},
+                   sum(1 for kind in fields.values() if kind in ("numeric", "categorical", "text")),
+                   schema["spec"]["time_column"])
+    if len(_RULES) >= _RULES_KEPT:
+        _RULES.clear()
+    _RULES[key] = (schema, cfg, rules)
+    return rules
+
+
 def check_features(features: dict[str, Any], schema: dict, cfg: RouterConfig, prefix: str = "features") -> Checked:
     """Validate one row's features; raise RequestInvalid naming every bad field."""
-    fields = expected_fields(schema)
+    rules = _rules(schema, cfg)
     problems: list[Problem] = []
-    unknown = sorted(set(features) - set(fields))
-    if unknown and cfg.unknown_fields == "reject":
-        problems += [Problem(f"{prefix}.{name}", "unknown field: the model has no such input") for name in unknown]
+    if cfg.unknown_fields == "reject" and not rules.names.issuperset(features):
+        problems += [Problem(f"{prefix}.{name}", "unknown field: the model has no such input")
+                     for name in sorted(set(features) - rules.names)]
     values: dict[str, Any] = {}
     missing = 0
     out_of_range: list[str] = []
     unseen: list[str] = []
-    ranges = schema.get("numeric_ranges", {})
-    categories = schema.get("categories", {})
-    for name, kind in fields.items():
-        where = f"{prefix}.{name}"
+    when = None
+    for name, kind in rules.fields:
         if name not in features:
             if kind != "id":
-                problems.append(Problem(where, f"required ({_expected(kind)}; send null if unknown)"))
+                problems.append(Problem(f"{prefix}.{name}", f"required ({_expected(kind)}; send null if unknown)"))
             continue
         value = features[name]
         if value is None:
             if kind == "time":
-                problems.append(Problem(where, "must not be null: the time features derive from it"))
+                problems.append(Problem(f"{prefix}.{name}", "must not be null: the time features derive from it"))
             elif kind != "id":
                 missing += 1
             values[name] = None
             continue
-        problem = _type_problem(kind, value)
-        if problem:
-            problems.append(Problem(where, problem))
+        if kind == "numeric":
+            # the common case (a finite JSON float) without a call; ints, bools, NaN and the rest
+            # go through _type_problem
+            if not (type(value) is float and math.isfinite(value)):
+                problem = _type_problem(kind, value)
+                if problem:
+                    problems.append(Problem(f"{prefix}.{name}", problem))
+                    continue
+            values[name] = value
+            bounds = rules.bounds.get(name)
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                out_of_range.append(name)
+            continue
+        if kind == "time":
+            when, problem = _time_problem(value)
+            if problem:
+                problems.append(Problem(f"{prefix}.{name}", problem))
+                continue
+        elif not isinstance(value, str):
+            problems.append(Problem(f"{prefix}.{name}", _type_problem(kind, value)))
             continue
         values[name] = value
-        if kind == "numeric" and name in ranges and _outside(float(value), ranges[name], cfg.range_margin):
-            out_of_range.append(name)
         if kind == "categorical":
-            known = categories.get(name)
-            if known is not None and len(known) < STORED_CATEGORIES and value not in known:
+            known = rules.vocabularies.get(name)
+            if known is not None and value not in known:
                 if cfg.unknown_categories == "reject":
-                    problems.append(Problem(where, f"unknown category {value!r} (known: {known[:20]})"))
+                    problems.append(Problem(f"{prefix}.{name}",
+                                            f"unknown category {value!r} (known: {rules.shown[name]})"))
                     continue
                 unseen.append(name)
     if problems:
         raise RequestInvalid(problems)
-    counted = sum(1 for kind in fields.values() if kind in ("numeric", "categorical", "text"))
-    return Checked(values, missing / counted if counted else 0.0, out_of_range, unseen)
+    return Checked(values, missing / rules.counted if rules.counted else 0.0, out_of_range, unseen, when,
+                   rules.time_column)
+
+
+def _time_problem(value: Any) -> tuple[pd.Timestamp | None, str | None]:
+    """The parsed time of a time field and None, or None and what is wrong with it."""
+    if not isinstance(value, str):
+        return None, f"expected an ISO-8601 time string, got {type(value).__name__}"
+    when = parse_time_value(value)
+    if when is None:
+        return None, f"not a time: {value[:40]!r}"
+    if not TIME_MIN <= when <= TIME_MAX:
+        return None, (f"{value[:40]!r} is outside the times the pipeline can represent "
+                      f"({TIME_MIN.isoformat()} .. {TIME_MAX.isoformat()}: nanosecond timestamps, as ingestion "
+                      "types them)")
+    return when, None
 
 
 def _expected(kind: str) -> str:
@@ -130,26 +203,15 @@ def _type_problem(kind: str, value: Any) -> str | None:
     if kind == "numeric":
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"expected a number, got {type(value).__name__} {str(value)[:40]!r}"
-        if not math.isfinite(float(value)):
-            return f"expected a finite number, got {value}"
+        try:
+            finite = math.isfinite(float(value))
+        except OverflowError:  # an int past the float range: 1e309 as digits
+            finite = False
+        if not finite:
+            return f"expected a finite number, got {str(value)[:40]}"
         return None
     if kind == "time":
-        if not isinstance(value, str):
-            return f"expected an ISO-8601 time string, got {type(value).__name__}"
-        when = parse_time_value(value)
-        if when is None:
-            return f"not a time: {value[:40]!r}"
-        if not TIME_MIN <= when <= TIME_MAX:
-            return (f"{value[:40]!r} is outside the times the pipeline can represent "
-                    f"({TIME_MIN.isoformat()} .. {TIME_MAX.isoformat()}: nanosecond timestamps, as ingestion "
-                    "types them)")
-        return None
+        return _time_problem(value)[1]
     if not isinstance(value, str):
         return f"expected a string, got {type(value).__name__} {str(value)[:40]!r}"
     return None
-
-
-def _outside(value: float, bounds: list[float], margin: float) -> bool:
-    low, high = bounds
-    pad = margin * (high - low)
-    return value < low - pad or value > high + pad

@@ -15,4 +15,5 @@ faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <worker p
 
 # gunicorn configures only its own loggers; the router's (model swaps, log failures) go to stderr too
 logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-app = create_app()
+# a server process of its own: loaded models are frozen out of the collector (docs/router.md)
+app = create_app(freeze_heap=True)

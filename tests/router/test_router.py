@@ -136,6 +136,10 @@ def test_missing_field_non_finite_and_envelope_errors(client: FlaskClient) -> No
         raw = json.dumps({"user_id": "u", "features": {**ROW, "temp": 0}}).replace('"temp": 0', f'"temp": {token}')
         bad = client.post("/predict", data=raw, content_type="application/json")
         assert bad.status_code == 422 and "finite" in _fields(bad)["features.temp"], token
+    # an integer past the float range is no number the model can take (float() of it overflows)
+    huge = client.post("/predict", data=json.dumps({"user_id": "u", "features": {**ROW, "temp": 10**400}}),
+                       content_type="application/json")
+    assert huge.status_code == 422 and "finite" in _fields(huge)["features.temp"]
     extra = client.post("/predict", json={"features": ROW, "color": 1})
     assert extra.status_code == 422 and "color" in _fields(extra)
     no_features = client.post("/predict", json={"user_id": "u"})
@@ -180,6 +184,55 @@ def test_batch_predicts_many_and_names_the_bad_row(client: FlaskClient) -> None:
     assert bad.status_code == 422 and "rows.3.features.visits" in _fields(bad)
     too_many = client.post("/predict_batch", json={"rows": [rows[0]] * 1001})
     assert too_many.status_code == 413 and "at most 1000" in _fields(too_many)["rows"]
+
+
+def test_a_batch_is_logged_in_one_write_or_not_answered(lakehouse: Pipeline, monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    """Every row's event of a /predict_batch goes to the kernel in one write before the answer; when
+    that write fails, the request is a 503 and no row of it is in the log (nothing was answered)."""
+    import router.event_log
+
+    app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False)
+    c = app.test_client()
+    log = app.extensions["lakehouse"].events
+    writes: list[bytes] = []
+    real_write = router.event_log._write_all
+
+    def counted(fd: int, data: bytes) -> None:
+        writes.append(data)
+        real_write(fd, data)
+
+    monkeypatch.setattr(router.event_log, "_write_all", counted)
+    rows = [{"user_id": f"one-write-{i}", "features": {**ROW, "temp": float(i)}} for i in range(12)]
+    ok = c.post("/predict_batch", json={"rows": rows})
+    assert ok.status_code == 200 and len(writes) == 1 and writes[0].count(b"\n") == 12
+    ids = [json.loads(line)["request_id"] for line in writes[0].splitlines()]
+    assert ids == [r["request_id"] for r in ok.get_json()["results"]]
+
+    def failing(fd: int, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(router.event_log, "_write_all", failing)
+    before = log.events_written
+    refused = c.post("/predict_batch", json={"rows": rows})
+    assert refused.status_code == 503 and "could not be written" in _fields(refused)["log"]
+    assert log.events_written == before
+    log.close()
+
+
+def test_loaded_models_are_frozen_out_of_the_collector(lakehouse: Pipeline) -> None:
+    """After the pool loads its models, their objects sit in the collector's permanent generation:
+    full collections during requests do not traverse them (router.model_pool.freeze_heap)."""
+    import gc
+
+    app = create_app(lakehouse.cfg, str(lakehouse.paths.root), poll=False, freeze_heap=True)
+    state = app.extensions["lakehouse"].pool.state
+    assert gc.get_freeze_count() > 0
+    tracked = {id(o) for o in gc.get_objects()}
+    for served in (state.prod, state.staging, state.fallback):
+        assert id(served.model) not in tracked and id(served) not in tracked
+    app.extensions["lakehouse"].events.close()
+    gc.unfreeze()  # the rest of the test process is not a server
 
 
 def test_sparse_or_anomalous_rows_go_to_the_fallback(client: FlaskClient) -> None:
