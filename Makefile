@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 # Everything, the slow tests (real dagster-daemon, gunicorn, end-to-end loops) included; CI runs this.
 test: $(STAMP)
+	sh scripts/system-packages.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -46,7 +46,7 @@ def main() -> int:
     batches = lake.read(BATCHES)
     batches = batches[batches["status"] == "ingested"].sort_values("batch_id")
     batch = batches[batches["row_count"] >= 1000].iloc[-1]
-    folder = Path(prod["artifact_path"]).parent
+    folder = registry.version_folder(prod)
     print(f"prod v{prod['version']} {prod['algorithm']} ({prod['training_rows']} training rows), "
           f"batch {batch['batch_id']} ({batch['row_count']} rows)")
     cold, warm = [], []

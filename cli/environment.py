@@ -4,10 +4,11 @@ lake and registry of that configuration opened once per mode."""
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+
+import yaml
 
 from config import PipelineConfig, load_config
 from config.loader import CONFIG_ENV
@@ -26,8 +27,45 @@ def prepare_environment(config: str | None, data: str | None) -> DataPaths:
     os.environ["DAGSTER_HOME"] = str(paths.dagster_home)
     # after DATA_ENV: the log goes under the root just exported (unless the environment names one)
     route_pycaret_log()
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", paths.dagster_home / "dagster.yaml")
+    write_instance_settings(load_config(config), paths.dagster_home)
     return paths
+
+
+POSTGRES_URL_FORM = "postgresql+psycopg2://user:password@host:5432/db"
+
+
+def instance_settings(cfg: PipelineConfig, override: dict | None = None) -> dict:
+    """The Dagster instance's ``dagster.yaml``: the project's file, the storage that
+    ``dagster.instance_storage`` names, and ``override``'s sections merged one level deep.
+
+    PostgreSQL is named by its environment variable (``dagster.postgres_url_env``), which Dagster
+    reads in each process: the URL's password is never written to the instance home."""
+    settings = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    if cfg.dagster.instance_storage == "postgres":
+        url = os.environ.get(cfg.dagster.postgres_url_env)
+        if not url:
+            raise RuntimeError(f"dagster.instance_storage is postgres but {cfg.dagster.postgres_url_env} is not set "
+                               f"({POSTGRES_URL_FORM})")
+        if url.split("://", 1)[0] != "postgresql+psycopg2":
+            # SQLAlchemy 2.1 (the lock's) reads a bare postgresql:// as psycopg 3, which is not installed;
+            # dagster-postgres brings psycopg2
+            raise RuntimeError(f"{cfg.dagster.postgres_url_env} must use the psycopg2 driver: {POSTGRES_URL_FORM}, "
+                               f"not {url.split('://', 1)[0]}://")
+        settings["storage"] = {"postgres": {"postgres_url": {"env": cfg.dagster.postgres_url_env}}}
+    for section, values in (override or {}).items():
+        settings[section] = {**settings.get(section, {}), **values}
+    return settings
+
+
+def write_instance_settings(cfg: PipelineConfig, home: Path, override: dict | None = None) -> Path:
+    """Write :func:`instance_settings` as ``home/dagster.yaml`` (atomically: a daemon starting
+    meanwhile reads the old file or the new one); returns its path."""
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    tmp = target.with_name(f".dagster.yaml.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(instance_settings(cfg, override), sort_keys=False))
+    tmp.replace(target)
+    return target
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pandas as pd
 
@@ -102,7 +101,7 @@ def print_training_summary(house: Lakehouse) -> None:
         fb = fallback.iloc[-1]
         print(f"  fallback version {fb['version']}: {fb['algorithm']}, hold-out "
               f"{ {k: round(v, 4) for k, v in json.loads(fb['holdout_metrics']).items()} }")
-    print(f"  interpretation: {Path(row['artifact_path']).parent / 'interpretation'}")
+    print(f"  interpretation: {house.registry.version_folder(row) / 'interpretation'}")
     print(f"  summary report: {paths.reports / 'summary.html'} (also `run.py -mode summary`)")
     print(f"  aliases: {house.aliases()}")
 

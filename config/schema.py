@@ -590,6 +590,14 @@ class StorageConfig(_Strict):
 
 
 class DagsterConfig(_Strict):
+    instance_storage: Literal["sqlite", "postgres"] = Field(
+        default="sqlite", description="Where the Dagster instance keeps runs, event logs, schedules and sensor "
+        "cursors: SQLite files under DAGSTER_HOME (one machine), or PostgreSQL (dagster-postgres), which the "
+        "webserver, the daemon and the code servers share from any host.")
+    postgres_url_env: str = Field(
+        default="LAKEHOUSE_DAGSTER_POSTGRES_URL", description="The environment variable holding the PostgreSQL "
+        "URL (postgresql+psycopg2://user:password@host:5432/db) when instance_storage is postgres: the password stays "
+        "out of the configuration file, and every Dagster process reads the variable itself.")
     inbox_poll_seconds: int = Field(default=15, ge=1)
     event_log_poll_seconds: int = Field(default=30, ge=1, description="How often event_log_sensor looks "
                                         "for closed segments of the router's request log.")

@@ -2,6 +2,11 @@
 
 - A version's artifact is a file under ``<data root>/artifacts/models/v<N>/``; its sha256 is in the
   registry row and is checked before the file is unpickled (pickles execute code on load).
+- ``artifact_path`` is relative to the artifacts folder (``models/v3/model.joblib``), so a data
+  root copied or restored elsewhere loads its own files (:meth:`ModelRegistry.artifact_file`).
+  Rows written before that held absolute paths: they are read by their ``models/v<N>/...`` tail
+  under the current folder, and the next registration rewrites them relative (one commit of the
+  table it rewrites anyway; docs/lifecycle.md).
 - ``model_aliases`` keeps every alias change as a row (alias, version, from_version, when, who,
   why, experiment); the current alias is the latest change. Each change set is one Delta commit
   that rewrites this small table from the snapshot it read (:meth:`Lake.rewrite`), so two
@@ -37,6 +42,20 @@ def _link_or_copy(src: str, dst: str) -> str:
         log.info("cannot hard-link %s (%s): copying it", src, exc)
         shutil.copy2(src, dst)
     return dst
+
+
+def relative_artifact_path(stored: str) -> str | None:
+    """An ``artifact_path`` as stored, relative to the artifacts folder: unchanged when already
+    relative; an absolute path of an older row cut to its ``models/v<N>/...`` tail; None for an
+    absolute path without such a tail (not a file this registry placed)."""
+    path = Path(stored)
+    if not path.is_absolute():
+        return path.as_posix()
+    parts = path.parts
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i] == "models" and parts[i + 1].startswith("v") and parts[i + 1][1:].isdigit():
+            return Path(*parts[i:]).as_posix()
+    return None
 
 
 class IntegrityError(RuntimeError):
@@ -94,12 +113,31 @@ class ModelRegistry:
                 shutil.rmtree(folder)
             shutil.copytree(artifact.parent, folder, copy_function=_link_or_copy)
             claimed.update(version=version)
-            new = pd.DataFrame([{**full, "version": version, "artifact_path": str(folder / artifact.name)}])
+            relative = (folder / artifact.name).relative_to(self.artifacts_dir).as_posix()
+            new = pd.DataFrame([{**full, "version": version, "artifact_path": relative}])
+            if len(current):  # the one-time migration of older rows' absolute paths, in this same commit
+                current = current.assign(artifact_path=[relative_artifact_path(p) or p
+                                                        for p in current["artifact_path"]])
             return pd.concat([current, new], ignore_index=True) if len(current) else new
 
         self.lake.rewrite(MODEL_REGISTRY, MODEL_REGISTRY_SCHEMA, add)
         log.info("registered model version %d (%s, sha256 %s)", claimed["version"], full.get("algorithm"), digest[:12])
         return int(claimed["version"])
+
+    def artifact_file(self, row: dict[str, Any]) -> Path:
+        """The artifact file of a registry row, under this registry's artifacts folder."""
+        stored = str(row["artifact_path"])
+        relative = relative_artifact_path(stored)
+        if relative is None:  # an absolute path outside any models/v<N> folder: read where it says
+            log.warning("model version %s: artifact_path %s is outside the artifacts folder", row.get("version"),
+                        stored)
+            return Path(stored)
+        return self.artifacts_dir / relative
+
+    def version_folder(self, row: dict[str, Any]) -> Path:
+        """The folder of a version's files (the model, its compiled scorer, interpretation files,
+        the drift step's caches), under this registry's artifacts folder."""
+        return self.artifact_file(row).parent
 
     def load(self, version: int) -> Any:
         """Unpickle a version's artifact after verifying its sha256 against the registry."""
@@ -107,7 +145,7 @@ class ModelRegistry:
 
         route_pycaret_log()  # unpickling a PyCaret pipeline imports PyCaret, which opens its log
         row = self.get(version)
-        path = Path(row["artifact_path"])
+        path = self.artifact_file(row)
         if not path.exists():
             raise FileNotFoundError(f"artifact of model version {version} is missing: {path}")
         actual = sha256_file(path)
@@ -121,7 +159,7 @@ class ModelRegistry:
         after checking them against ``sha256`` from the registry row."""
         import hashlib
 
-        path = Path(self.get(version)["artifact_path"]).parent / name
+        path = self.version_folder(self.get(version)) / name
         if not path.exists():
             raise FileNotFoundError(f"{name} of model version {version} is missing: {path}")
         data = path.read_bytes()

@@ -158,17 +158,18 @@ def prediction_values(model: Any, frame: pd.DataFrame, spec: FeatureSpec,
     return out.astype(str) if spec.task == "classification" else out.astype(float)
 
 
-def reference_predictions(model: Any, prod_row: dict, reference: pd.DataFrame, spec: FeatureSpec) -> pd.Series:
+def reference_predictions(model: Any, folder: Path, reference: pd.DataFrame, spec: FeatureSpec) -> pd.Series:
     """:func:`prediction_values` of prod on its reference rows, computed once per prod version.
 
     The reference is the same rows for every batch compared with one prod version (its training
     rows at a fixed Delta version, a fixed-seed sample), yet scoring it was the larger part of a
-    drift step: the values are kept beside the model's artifact, in a file named by a fingerprint
+    drift step: the values are kept beside the model's artifact (``folder``, the version's folder
+    under the current data root: ModelRegistry.version_folder), in a file named by a fingerprint
     of the rows' content, so another reference (other rows, another sample size) never reads them.
     """
     fingerprint = hashlib.sha256(pd.util.hash_pandas_object(reference, index=False).to_numpy().tobytes())
     name = f"drift_reference_predictions-{fingerprint.hexdigest()[:16]}.parquet"
-    path = Path(prod_row["artifact_path"]).parent / name
+    path = folder / name
     if path.exists():
         cached = pd.read_parquet(path)["prediction"]
         if len(cached) != len(reference):
@@ -189,12 +190,12 @@ def _one(name: str, reference: pd.Series, current: pd.Series, cfg: DriftConfig) 
                              max_categories=cfg.max_categories)
 
 
-def importance_of(prod_row: dict) -> dict[str, float]:
-    """Prod's permutation importance per input column (from its interpretation files)."""
+def importance_of(prod_row: dict, folder: Path) -> dict[str, float]:
+    """Prod's permutation importance per input column (from its interpretation files in ``folder``)."""
     files = json.loads(prod_row.get("interpretation") or "{}")
     if "permutation_importance" not in files:
         return {}
-    path = Path(prod_row["artifact_path"]).parent / files["permutation_importance"]
+    path = folder / files["permutation_importance"]
     return {r["feature"]: float(r["importance_mean"]) for r in json.loads(path.read_text())}
 
 
@@ -305,7 +306,8 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
     drifts = feature_drifts(reference, current, spec, dcfg, not_voting)
     flags = flag_features(drifts, alpha=dcfg.alpha, correction=dcfg.correction, effect=dcfg.effect,
                           min_effect=dcfg.effect_threshold, min_rows=dcfg.min_current_rows)
-    importance = importance_of(prod_row)
+    folder = registry.version_folder(prod_row)
+    importance = importance_of(prod_row, folder)
     if dcfg.weighting == "importance" and not importance:
         raise LookupError(f"drift.weighting is 'importance' but prod v{prod_row['version']} has no permutation "
                           "importance file; set drift.weighting: uniform or re-register the model")
@@ -320,7 +322,7 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
     outputs = model_outputs(model, current, spec) if scored else (np.empty(0), None)
     extra = []  # reported, not voting: prod's outputs and the labels
     if dcfg.prediction_drift and len(current):
-        extra.append(_one(DRIFT_PREDICTION_ROW, reference_predictions(model, prod_row, reference, spec),
+        extra.append(_one(DRIFT_PREDICTION_ROW, reference_predictions(model, folder, reference, spec),
                           prediction_values(model, current, spec, outputs), dcfg))
     ref_y, cur_y = reference[spec.target].dropna(), current[spec.target].dropna()
     if len(ref_y) and len(cur_y):

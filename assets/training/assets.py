@@ -2,7 +2,6 @@
 (:mod:`assets.training.retrain`, :mod:`assets.training.refresh`), and ``summary_report``."""
 
 import json
-from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -80,8 +79,9 @@ def _interpretation_links(lakehouse: LakehouseResource, version: int | None) -> 
     """Paths of the registered version's interpretation files (importance, coefficients, tree, SHAP)."""
     if version is None:
         return {}
-    row = lakehouse.registry().get(version)
-    folder = Path(row["artifact_path"]).parent
+    registry = lakehouse.registry()
+    row = registry.get(version)
+    folder = registry.version_folder(row)
     return {f"interpretation_{kind}": dg.MetadataValue.path(str(folder / rel))
             for kind, rel in json.loads(row["interpretation"]).items()}
 

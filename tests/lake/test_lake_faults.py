@@ -118,7 +118,7 @@ def test_registering_links_the_artifact_instead_of_writing_it_twice(tmp_path: Pa
     artifact.write_bytes(b"model bytes" * 1000)
     (work / "interpretation" / "shap.json").write_text("{}")
     version = registry.register(artifact, {"algorithm": "test", "task": "classification"})
-    stored = Path(registry.get(version)["artifact_path"])
+    stored = registry.artifact_file(registry.get(version))
     assert stored.stat().st_ino == artifact.stat().st_ino
     assert (stored.parent / "interpretation" / "shap.json").read_text() == "{}"
     shutil.rmtree(work)

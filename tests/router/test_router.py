@@ -235,6 +235,29 @@ def test_loaded_models_are_frozen_out_of_the_collector(lakehouse: Pipeline) -> N
     gc.unfreeze()  # the rest of the test process is not a server
 
 
+def test_a_copied_data_root_serves_from_its_own_files(lakehouse: Pipeline, tmp_path: Path) -> None:
+    """The registry's artifact paths are relative: a router on a copy of the data root loads the
+    copy's models and compiled scorers, with the original's artifacts out of reach."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(lakehouse.paths.root, copy, ignore=shutil.ignore_patterns("prometheus"))
+    original = lakehouse.paths.artifacts
+    hidden = original.with_name("artifacts-hidden-while-the-copy-loads")
+    original.rename(hidden)
+    try:
+        app = create_app(lakehouse.cfg, str(copy), poll=False)
+        state = app.extensions["lakehouse"].pool.state
+        assert state is not None and state.disabled == {} and state.prod_alias == "prod"
+        assert {m.version for m in (state.prod, state.staging, state.fallback)} == {1, 3, 4}
+        answer = _predict(app.test_client(), user="copied-root")
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        app.extensions["lakehouse"].events.close()
+        assert not original.exists()  # nothing recreated the original's folder
+    finally:
+        hidden.rename(original)
+
+
 def test_sparse_or_anomalous_rows_go_to_the_fallback(client: FlaskClient) -> None:
     sparse = _predict(client, {"temp": None, "amount": None, "visits": None, "city": None}).get_json()
     assert sparse["model_used"] == "fallback" and sparse["model_version"] == 4
@@ -579,7 +602,8 @@ def _corrupted(lakehouse: Pipeline, version: int):
 
     @contextlib.contextmanager
     def corrupt():
-        path = Path(ModelRegistry(lakehouse.lake, lakehouse.paths.artifacts).get(version)["artifact_path"])
+        registry = ModelRegistry(lakehouse.lake, lakehouse.paths.artifacts)
+        path = registry.artifact_file(registry.get(version))
         saved = path.read_bytes()
         path.write_bytes(b"not a pickle" + saved[:100])
         try:

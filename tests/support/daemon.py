@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
-import yaml
 
+from cli.environment import write_instance_settings
 from lake.paths import PROJECT_ROOT
 from tests.support.pipeline import Pipeline
 
@@ -46,13 +46,10 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def install_instance_config(pipe: Pipeline, override: dict | None = None) -> None:
-    """The project's ``dagster.yaml`` in ``pipe``'s instance home, with ``override``'s sections
-    merged into it (one level deep, e.g. ``{"run_monitoring": {"poll_interval_seconds": 1}}``)."""
-    home = pipe.paths.dagster_home
-    settings = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
-    for section, values in (override or {}).items():
-        settings[section] = {**settings.get(section, {}), **values}
-    (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
+    """The instance settings ``run.py`` writes (cli.environment.instance_settings: the project's
+    ``dagster.yaml`` and the configured storage) in ``pipe``'s instance home, with ``override``'s
+    sections merged into it (one level deep, e.g. ``{"run_monitoring": {"poll_interval_seconds": 1}}``)."""
+    write_instance_settings(pipe.cfg, pipe.paths.dagster_home, override)
 
 
 @contextlib.contextmanager

@@ -333,17 +333,17 @@ def test_prods_reference_predictions_are_computed_once_per_reference(drifted: Pi
     model = _Counting(registry.load(prod["version"]))
     spec = ServedModel.from_registry_row(prod, model.model).spec
     reference, _ = reference_frame(drifted.lake, prod, spec.target, 100_000)
-    folder = Path(prod["artifact_path"]).parent
+    folder = registry.version_folder(prod)
     for cached in folder.glob("drift_reference_predictions-*.parquet"):
         cached.unlink()  # the asset runs of the fixture wrote one already
-    first = reference_predictions(model, prod, reference, spec)
+    first = reference_predictions(model, folder, reference, spec)
     assert model.rows == len(reference) and len(list(folder.glob("drift_reference_predictions-*.parquet"))) == 1
-    again = reference_predictions(model, prod, reference, spec)
+    again = reference_predictions(model, folder, reference, spec)
     assert model.rows == len(reference)  # read, not scored
     pd.testing.assert_series_equal(again, first)
     pd.testing.assert_series_equal(first, prediction_values(model.model, reference, spec))
     fewer = reference.iloc[:100]
-    reference_predictions(model, prod, fewer, spec)
+    reference_predictions(model, folder, fewer, spec)
     assert model.rows == len(reference) + 100
     assert len(list(folder.glob("drift_reference_predictions-*.parquet"))) == 2
     assert not list(folder.glob("*.tmp"))

@@ -73,7 +73,7 @@ def test_first_model_is_prod_with_every_registry_field(trained: Pipeline) -> Non
     assert row["latency_single_ms"] > 0 and row["peak_memory_mb"] > 0
     model = registry.load(1)
     assert set(model.classes_) == {0, 1}
-    folder = Path(row["artifact_path"]).parent
+    folder = registry.version_folder(row)
     files = json.loads(row["interpretation"])
     importance = json.loads((folder / files["permutation_importance"]).read_text())
     assert importance[0]["feature"] == "temp"  # the toy target is driven by temperature
@@ -89,7 +89,7 @@ def test_first_model_is_prod_with_every_registry_field(trained: Pipeline) -> Non
     else:
         assert "no exact SHAP explainer" in shap_doc["unavailable"]
     fallback_row = registry.get(2)
-    fallback_shap = Path(fallback_row["artifact_path"]).parent / json.loads(fallback_row["interpretation"])["shap"]
+    fallback_shap = registry.version_folder(fallback_row) / json.loads(fallback_row["interpretation"])["shap"]
     assert "HistGradientBoostingClassifier has no exact SHAP explainer" in json.loads(
         fallback_shap.read_text())["unavailable"]
     board = trained.lake.read(LEADERBOARD)
@@ -125,7 +125,7 @@ def test_second_run_goes_to_staging_only_when_it_passes_the_gate(trained: Pipeli
 @pytest.mark.slow
 def test_tampered_artifact_is_refused(trained: Pipeline) -> None:
     registry = ModelRegistry(trained.lake, trained.paths.artifacts)
-    path = Path(registry.get(1)["artifact_path"])
+    path = registry.artifact_file(registry.get(1))
     original = path.read_bytes()
     try:
         path.write_bytes(original + b"\x00")

@@ -1,0 +1,21 @@
+#!/bin/sh
+# System packages the test suite needs beyond the Python lock (docs/operations.md "System packages"):
+# installed from Debian's archive only when absent, so a machine that has them is left untouched.
+#   postgresql  - initdb/pg_ctl for the Dagster-on-PostgreSQL tests (tests/support/postgres.py)
+set -eu
+
+missing=""
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "system-packages: missing Debian packages:$missing; run as root or install them: apt-get install -y$missing" >&2
+    exit 1
+fi
+echo "system-packages: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086  # the list is meant to split into package names
+apt-get install -y -q --no-install-recommends $missing
