@@ -298,7 +298,7 @@ def test_importance_weighting_uses_prods_importance_and_fails_loudly_without_it(
     expected = float((weights * rows["drifted"].astype(float)).sum() / weights.sum())
     assert weighted.verdict["drifted_share"] == pytest.approx(expected)
     assert weighted.verdict["drifted_share"] > 2 / 6  # temp leads prod's importance, so it weighs more
-    monkeypatch.setattr(drift_module, "importance_of", lambda row: {})
+    monkeypatch.setattr(drift_module, "importance_of", lambda row, folder: {})
     with pytest.raises(LookupError, match="no permutation importance"):
         drift_module.compute_drift(drifted.lake, registry, cfg, "batch_00004")
 
