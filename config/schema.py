@@ -580,9 +580,14 @@ class ABConfig(_Strict):
 
 
 class StorageConfig(_Strict):
-    """Where the lake lives. Local by default under the data root; any deltalake URI otherwise."""
+    """Where the lake and the model files live. Local by default under the data root; an object
+    store (``root_uri: s3://bucket/prefix``) for several machines."""
 
-    lake_uri: str | None = Field(default=None, description="e.g. s3://bucket/lake; default <data root>/lake")
+    root_uri: str | None = Field(default=None, description="One root for what the system keeps beyond a "
+                                 "machine: the lake at <root>/lake and the model artifacts at <root>/artifacts "
+                                 "(e.g. s3://bucket/lakehouse). Default: the data root's lake/ and artifacts/.")
+    lake_uri: str | None = Field(default=None, description="The lake alone elsewhere (e.g. s3://bucket/lake); "
+                                 "overrides <root_uri>/lake; default <data root>/lake")
     storage_options: dict[str, str] = Field(default_factory=dict)
     commit_retries: int = Field(default=8, ge=0, description="Retries of a Delta commit on conflict.")
     checkpoint_interval: int = Field(default=10, ge=1, description="Delta checkpoint every N commits "

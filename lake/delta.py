@@ -111,6 +111,12 @@ class Lake:
         result = pa.table(QueryBuilder().register("t", dt).execute(sql).read_all())
         return _plain_strings(result).to_pandas()
 
+    @staticmethod
+    def _snapshot_rows(dt: DeltaTable) -> pd.DataFrame:
+        """Every row of one opened snapshot of a table."""
+        rows = QueryBuilder().register("t", dt).execute("SELECT * FROM t").read_all()
+        return _plain_strings(pa.table(rows)).to_pandas()
+
     def rows_per_batch(self, table: str) -> dict[str, int]:
         """Row count of each batch of a batch-partitioned table, from the Delta log alone."""
         column = PARTITIONED_BY_BATCH[table]
@@ -188,7 +194,10 @@ class Lake:
                         raise
                     log.warning("%s was created concurrently (attempt %d), re-reading: %s", table, attempt + 1, exc)
                     continue
-            current = _plain_strings(dt.to_pyarrow_table()).to_pandas()
+            # through DataFusion on this snapshot, like read(): DeltaTable.to_pyarrow_table() goes
+            # through pyarrow's dataset over delta-rs' filesystem handler, which on S3 aborts the
+            # interpreter at exit now and then ("terminate called without an active exception")
+            current = self._snapshot_rows(dt)
             if current.empty:
                 raise RuntimeError(f"{table} exists but is empty: compare-and-swap needs at least one row")
             new = update(current)

@@ -5,16 +5,29 @@ from __future__ import annotations
 
 from config import PipelineConfig
 from lake.delta import Lake
+from lake.files import FileRoot
 from lake.paths import DataPaths
 from lake.registry import ModelRegistry
 
 
 def open_lake(cfg: PipelineConfig, paths: DataPaths) -> Lake:
-    """The lake of a configuration: ``storage.lake_uri`` or ``<data root>/lake``."""
-    root = cfg.storage.lake_uri or str(paths.lake)
+    """The lake of a configuration: ``storage.lake_uri``, else ``<storage.root_uri>/lake``, else
+    ``<data root>/lake``."""
+    root = cfg.storage.lake_uri or (f"{cfg.storage.root_uri.rstrip('/')}/lake" if cfg.storage.root_uri
+                                    else str(paths.lake))
     return Lake(root, cfg.storage.storage_options, cfg.storage.commit_retries, cfg.storage.checkpoint_interval)
 
 
 def open_registry(cfg: PipelineConfig, paths: DataPaths) -> ModelRegistry:
-    """The model registry of a configuration: its tables in the lake, its artifacts under the data root."""
-    return ModelRegistry(open_lake(cfg, paths), paths.artifacts)
+    """The model registry of a configuration: its tables in the lake, its files under
+    ``<storage.root_uri>/artifacts`` (fetched into ``<data root>/cache/artifacts`` when read) or
+    the data root's ``artifacts/``."""
+    return ModelRegistry(open_lake(cfg, paths), open_artifacts(cfg, paths))
+
+
+def open_artifacts(cfg: PipelineConfig, paths: DataPaths) -> FileRoot:
+    """The root of the model files of a configuration (see :func:`open_registry`)."""
+    if cfg.storage.root_uri is None:
+        return FileRoot(paths.artifacts)
+    return FileRoot(f"{cfg.storage.root_uri.rstrip('/')}/artifacts", cfg.storage.storage_options,
+                    cache_dir=paths.root / "cache" / "artifacts")

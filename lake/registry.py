@@ -1,8 +1,10 @@
 """Model registry in the lake: versions in ``model_registry``, aliases in ``model_aliases``.
 
-- A version's artifact is a file under ``<data root>/artifacts/models/v<N>/``; its sha256 is in the
-  registry row and is checked before the file is unpickled (pickles execute code on load).
-- ``artifact_path`` is relative to the artifacts folder (``models/v3/model.joblib``), so a data
+- A version's artifact is a file under ``models/v<N>-<sha256[:12]>/`` of the artifacts root (the
+  data root's ``artifacts/`` folder, or ``<storage.root_uri>/artifacts`` on an object store; see
+  lake/files.py); its sha256 is in the registry row and is checked before the file is unpickled
+  (pickles execute code on load).
+- ``artifact_path`` is relative to the artifacts root (``models/v3-1a2b3c4d5e6f/model.joblib``), so a data
   root copied or restored elsewhere loads its own files (:meth:`ModelRegistry.artifact_file`).
   Rows written before that held absolute paths: they are read by their ``models/v<N>/...`` tail
   under the current folder, and the next registration rewrites them relative (one commit of the
@@ -17,8 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,21 +27,12 @@ from typing import Any
 import pandas as pd
 
 from lake.delta import Lake
+from lake.files import FileRoot
 from lake.paths import route_pycaret_log, sha256_file
 from lake.tables import MODEL_ALIASES, MODEL_ALIASES_SCHEMA, MODEL_REGISTRY, MODEL_REGISTRY_SCHEMA
 
 log = logging.getLogger(__name__)
 ALIASES = ("prod", "staging", "previous", "fallback")
-
-
-def _link_or_copy(src: str, dst: str) -> str:
-    """copytree's copy function: a hard link, or a copy where the file system refuses links."""
-    try:
-        os.link(src, dst)
-    except OSError as exc:
-        log.info("cannot hard-link %s (%s): copying it", src, exc)
-        shutil.copy2(src, dst)
-    return dst
 
 
 def relative_artifact_path(stored: str) -> str | None:
@@ -53,7 +44,7 @@ def relative_artifact_path(stored: str) -> str | None:
         return path.as_posix()
     parts = path.parts
     for i in range(len(parts) - 2, 0, -1):
-        if parts[i] == "models" and parts[i + 1].startswith("v") and parts[i + 1][1:].isdigit():
+        if parts[i] == "models" and parts[i + 1].startswith("v") and parts[i + 1][1:].split("-")[0].isdigit():
             return Path(*parts[i:]).as_posix()
     return None
 
@@ -71,9 +62,10 @@ class AliasChange:
 class ModelRegistry:
     """Versions, artifacts and aliases of one lake."""
 
-    def __init__(self, lake: Lake, artifacts_dir: Path) -> None:
+    def __init__(self, lake: Lake, artifacts: Path | FileRoot) -> None:
         self.lake = lake
-        self.artifacts_dir = artifacts_dir
+        # the files' root: a local folder, or an object store with a local cache (lake/files.py)
+        self.files = artifacts if isinstance(artifacts, FileRoot) else FileRoot(artifacts)
 
     # ---- versions -------------------------------------------------------------------------
     def versions(self) -> pd.DataFrame:
@@ -108,12 +100,12 @@ class ModelRegistry:
 
         def add(current: pd.DataFrame) -> pd.DataFrame:
             version = int(current["version"].max()) + 1 if len(current) else 1
-            folder = self.artifacts_dir / "models" / f"v{version}"
-            if folder.exists():  # left by a registration whose commit lost a race or crashed
-                shutil.rmtree(folder)
-            shutil.copytree(artifact.parent, folder, copy_function=_link_or_copy)
+            # the digest in the folder's name: a registration that loses the race for this version
+            # number to another artifact writes beside the winner's files, never over them
+            folder = f"models/v{version}-{digest[:12]}"
+            self.files.put_folder(artifact.parent, folder, link=True)
             claimed.update(version=version)
-            relative = (folder / artifact.name).relative_to(self.artifacts_dir).as_posix()
+            relative = f"{folder}/{artifact.name}"
             new = pd.DataFrame([{**full, "version": version, "artifact_path": relative}])
             if len(current):  # the one-time migration of older rows' absolute paths, in this same commit
                 current = current.assign(artifact_path=[relative_artifact_path(p) or p
@@ -124,20 +116,30 @@ class ModelRegistry:
         log.info("registered model version %d (%s, sha256 %s)", claimed["version"], full.get("algorithm"), digest[:12])
         return int(claimed["version"])
 
+    def artifact_key(self, row: dict[str, Any]) -> str | None:
+        """The key of a row's artifact under the files' root (None: an old absolute path that no
+        registry placed, read where it says)."""
+        return relative_artifact_path(str(row["artifact_path"]))
+
     def artifact_file(self, row: dict[str, Any]) -> Path:
-        """The artifact file of a registry row, under this registry's artifacts folder."""
-        stored = str(row["artifact_path"])
-        relative = relative_artifact_path(stored)
-        if relative is None:  # an absolute path outside any models/v<N> folder: read where it says
+        """A local file holding a row's artifact: under a local root the file itself, under an
+        object store a cached copy (fetched when missing; check its sha256 before trusting it)."""
+        key = self.artifact_key(row)
+        if key is None:
+            stored = str(row["artifact_path"])
             log.warning("model version %s: artifact_path %s is outside the artifacts folder", row.get("version"),
                         stored)
             return Path(stored)
-        return self.artifacts_dir / relative
+        return self.files.local_path(key)
 
     def version_folder(self, row: dict[str, Any]) -> Path:
-        """The folder of a version's files (the model, its compiled scorer, interpretation files,
-        the drift step's caches), under this registry's artifacts folder."""
-        return self.artifact_file(row).parent
+        """A local folder with a version's files (the model, its compiled scorer, interpretation
+        files, the drift step's caches). Under an object store it is the local cache: files
+        written into it (the drift caches) stay on this machine."""
+        key = self.artifact_key(row)
+        if key is None:
+            return Path(str(row["artifact_path"])).parent
+        return self.files.local_folder(key.rsplit("/", 1)[0])
 
     def load(self, version: int) -> Any:
         """Unpickle a version's artifact after verifying its sha256 against the registry."""
@@ -145,10 +147,16 @@ class ModelRegistry:
 
         route_pycaret_log()  # unpickling a PyCaret pipeline imports PyCaret, which opens its log
         row = self.get(version)
-        path = self.artifact_file(row)
+        try:
+            path = self.artifact_file(row)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"artifact of model version {version} is missing: {exc}") from exc
         if not path.exists():
             raise FileNotFoundError(f"artifact of model version {version} is missing: {path}")
         actual = sha256_file(path)
+        if actual != row["sha256"] and not self.files.local:  # a stale cached copy: fetch it again once
+            path = self.files.local_path(self.artifact_key(row), refresh=True)
+            actual = sha256_file(path)
         if actual != row["sha256"]:
             raise IntegrityError(f"refusing to load model version {version}: {path} has sha256 {actual}, "
                                  f"the registry says {row['sha256']} (file changed or corrupted)")
@@ -159,10 +167,14 @@ class ModelRegistry:
         after checking them against ``sha256`` from the registry row."""
         import hashlib
 
-        path = self.version_folder(self.get(version)) / name
-        if not path.exists():
-            raise FileNotFoundError(f"{name} of model version {version} is missing: {path}")
-        data = path.read_bytes()
+        row = self.get(version)
+        key = self.artifact_key(row)
+        where = f"{key.rsplit('/', 1)[0]}/{name}" if key is not None else None
+        try:
+            data = self.files.read_bytes(where) if where is not None \
+                else (Path(str(row["artifact_path"])).parent / name).read_bytes()
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{name} of model version {version} is missing: {exc}") from exc
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
             raise IntegrityError(f"refusing to load {name} of model version {version}: sha256 {actual}, "

@@ -81,8 +81,10 @@ def compiled_scorer(model: Any, holdout: pd.DataFrame, spec: FeatureSpec, row: d
 def register_model(registry: ModelRegistry, model: Any, holdout: pd.DataFrame, spec: FeatureSpec, row: dict) -> int:
     """Pickle the model, profile it, write its interpretation, and register it; returns the version.
     The row's ``gate`` gains ``holdout_rows`` and ``holdout_standard_errors`` (per hold-out metric)."""
-    registry.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=registry.artifacts_dir) as tmp:
+    # staged beside the files' local side (the root itself, or an object store's cache), so that a
+    # local registration hard-links instead of copying
+    registry.files.cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=registry.files.cache_dir) as tmp:
         artifact = Path(tmp) / "model.joblib"
         joblib.dump(model, artifact)
         written = interpret(model, holdout, spec, Path(tmp) / "interpretation")
