@@ -25,6 +25,7 @@ test: $(STAMP)
 
 # The fast lane: every test not marked `slow` (docs/testing.md).
 test-fast: $(STAMP)
+	sh scripts/system-packages.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow"
 
@@ -39,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/compiled_scorer.py
 	$(BIN)/python bench/serving_peers.py
 	$(BIN)/python bench/ab_analysis.py
+	$(BIN)/python bench/object_store.py
 
 # The registered AutoML model against a tuned LightGBM / TF-IDF + linear baseline on every zoo
 # dataset (default search, about half an hour on 2 cores; docs/performance.md).

@@ -2,10 +2,12 @@
 # System packages the test suite needs beyond the Python lock (docs/operations.md "System packages"):
 # installed from Debian's archive only when absent, so a machine that has them is left untouched.
 #   postgresql  - initdb/pg_ctl for the Dagster-on-PostgreSQL tests (tests/support/postgres.py)
+#   prometheus  - prometheus and promtool for the alert-rule tests (tests/ops/test_prometheus.py)
 set -eu
 
 missing=""
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 
 if [ -z "$missing" ]; then
     exit 0

@@ -18,8 +18,10 @@ import pytest
 
 from lake.paths import PROJECT_ROOT
 
-LAYERS = {"config": 0, "lake": 1, "features": 2, "serving": 2, "stream": 2, "zoo": 2, "assets": 3, "router": 3,
-          "sensors": 4, "definitions": 5, "cli": 5, "run": 5, "bench": 6}
+# devservers: the real servers tests and benchmarks start (imports nothing of the project); only
+# bench and tests may import it (rule_devservers_only_for_benchmarks)
+LAYERS = {"config": 0, "devservers": 0, "lake": 1, "features": 2, "serving": 2, "stream": 2, "zoo": 2,
+          "assets": 3, "router": 3, "sensors": 4, "definitions": 5, "cli": 5, "run": 5, "bench": 6}
 INTERNAL = set(LAYERS) | {"tests"}
 DAGSTER_FREE = {"config", "lake", "features", "serving", "stream", "zoo", "router"}
 # in assets/, Dagster only in each domain's assets.py and in the shared Dagster helpers beside them
@@ -101,8 +103,15 @@ def rule_tests_stay_in_tests(imp: Import) -> str | None:
     return "only tests/ may import tests" if top(imp.target) == "tests" else None
 
 
+def rule_devservers_only_for_benchmarks(imp: Import) -> str | None:
+    """The product never starts its own test servers: only bench/ (and tests/) use devservers/."""
+    if top(imp.target) == "devservers" and top(imp.module) not in ("bench", "devservers"):
+        return "only bench/ and tests/ may import devservers"
+    return None
+
+
 RULES = [rule_no_import_from_above, rule_assets_and_router_side_by_side, rule_dagster_free,
-         rule_flask_only_in_the_views, rule_tests_stay_in_tests]
+         rule_flask_only_in_the_views, rule_tests_stay_in_tests, rule_devservers_only_for_benchmarks]
 
 
 def violations(modules: dict[str, Path]) -> list[str]:
@@ -133,6 +142,7 @@ def test_no_module_crosses_a_forbidden_boundary() -> None:
     ("assets.training.search", "import dagster", "rule_dagster_free"),
     ("bench.router", "from tests.support.router_server import free_port", "rule_tests_stay_in_tests"),
     ("router.plan", "from flask import request", "rule_flask_only_in_the_views"),
+    ("lake.open", "from devservers.object_store import throwaway_object_store", "rule_devservers_only_for_benchmarks"),
     ("serving.scoring", "from werkzeug.exceptions import BadRequest", "rule_flask_only_in_the_views"),
     ("lake.delta", "def f():\n    from features import build_features", "rule_no_import_from_above"),
 ])

@@ -21,10 +21,10 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
+from devservers.object_store import ObjectStore, throwaway_object_store
 from lake.delta import NO_INTERNAL_RETRY, Lake
 from lake.files import FileRoot
 from lake.registry import IntegrityError, ModelRegistry
-from tests.support.object_store import ObjectStore, throwaway_object_store
 
 pytestmark = pytest.mark.slow
 

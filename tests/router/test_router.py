@@ -436,12 +436,14 @@ def test_shadow_scoring_runs_after_the_answer_and_lands_on_its_request(lakehouse
     log = app.extensions["lakehouse"].events
     assert app.extensions["lakehouse"].pool.state.running is not None  # an experiment: A and B both serve
     before = log.events_written
-    r = c.post("/predict_batch", json={"rows": [{"user_id": f"shadow-{i}", "features": ROW} for i in range(8)]})
+    # 32 users: the experiment's id is random, so all of them landing in one variant has odds 2**-31
+    n = 32
+    r = c.post("/predict_batch", json={"rows": [{"user_id": f"shadow-{i}", "features": ROW} for i in range(n)]})
     assert r.status_code == 200
     answers = r.get_json()["results"]
-    assert log.events_written == before + 8  # the answers only: nothing of the shadow yet
+    assert log.events_written == before + n  # the answers only: nothing of the shadow yet
     r.close()
-    assert log.events_written == before + 16  # one shadow line per answered row
+    assert log.events_written == before + 2 * n  # one shadow line per answered row
     log.close()
     ingest_event_log(lakehouse.lake, lakehouse.paths.events, lakehouse.paths.events_ingested)
     rows = lakehouse.lake.read(AB_EVENTS).set_index("request_id").loc[[a["request_id"] for a in answers]]

@@ -1,0 +1,149 @@
+"""Benchmark: the cost of the network path — the lake and the model files on a local S3-compatible
+object store (SeaweedFS on 127.0.0.1, the server of the multi-machine tests) against a local folder,
+same run, same data.
+
+    python bench/object_store.py [--history 2] [--repeats 3]
+
+Measured, each on both roots:
+- ingesting one monthly batch of the default data (every Delta write of ingest_job: raw with its
+  batch record, quality, cleaned, features), after ``--history`` batches already in the lake;
+- the physical floor of that: writing the batch's raw rows once as one Parquet file (local write,
+  or one PUT through pyarrow's S3 client), and one metadata round trip (HEAD) to the store;
+- what a router replica pays: reading the aliases (its poll) and loading a registered model on a
+  machine with an empty cache. The request path itself never touches the store (the request log
+  is written locally; docs/router.md), so the router's requests per second do not change.
+
+Prints seconds and the ratios object store / local and object store / floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import joblib
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from assets.ingest.batch import ingest_batch
+from assets.ingest.steps import cleaning_step, features_step, quality_step
+from config import load_config
+from devservers.object_store import throwaway_object_store
+from lake.files import FileRoot
+from lake.open import open_lake, open_registry
+from lake.paths import data_paths
+from stream.emulator import order_by_time, plan_batches, write_batch_file
+from stream.sources import load_source
+
+
+def _median(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _ingest(cfg, paths, lake, rows, batch_id: str) -> None:
+    write_batch_file(rows, paths.inbox, batch_id, "parquet")
+    ingest_batch(batch_id, cfg, paths, lake)
+    quality_step(lake, cfg, batch_id)
+    cleaning_step(lake, cfg, batch_id)
+    features_step(lake, cfg, batch_id)
+
+
+def measure(cfg, root: Path, rows, history, repeats: int) -> dict[str, float]:
+    """Every figure for one configuration (its storage section decides local or object store)."""
+    paths = data_paths(root).ensure()
+    lake = open_lake(cfg, paths)
+    for i, hist in enumerate(history):
+        _ingest(cfg, paths, lake, hist, f"h{i:03d}")
+    counter = iter(range(10_000))
+    ingest = _median(lambda: _ingest(cfg, paths, lake, rows, f"new{next(counter):03d}"), repeats)
+
+    registry = open_registry(cfg, paths)
+    work = registry.files.cache_dir / "bench-model"
+    work.mkdir(parents=True, exist_ok=True)
+    joblib.dump({"weights": list(range(200_000))}, work / "model.joblib")  # ~2 MB, a small model
+    version = registry.register(work / "model.joblib", {"algorithm": "bench", "task": "classification"})
+    shutil.rmtree(work)
+    aliases = _median(registry.aliases, repeats * 5)
+
+    def cold_load() -> None:
+        fresh = open_registry(cfg, data_paths(root / f"machine-{uuid.uuid4().hex[:8]}"))
+        fresh.load(version)
+
+    load = _median(cold_load, repeats)
+    return {"ingest": ingest, "aliases": aliases, "cold_load": load}
+
+
+def floor(files: FileRoot, rows, repeats: int) -> dict[str, float]:
+    """One Parquet file of the batch written once, and one HEAD, on this root."""
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    data = buffer.getvalue()
+    if files.local:
+        target = files.root / "floor.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write = lambda: target.write_bytes(data)  # noqa: E731
+        head = target.stat
+    else:
+        key = f"{files._base}/floor.parquet"
+
+        def write() -> None:
+            with files._fs.open_output_stream(key) as out:
+                out.write(data)
+
+        head = lambda: files._fs.get_file_info(key)  # noqa: E731
+    return {"put": _median(write, repeats), "head": _median(head, repeats * 5), "mib": len(data) / 2**20}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--history", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    base = load_config()
+    ordered = order_by_time(load_source(base.dataset), base.dataset.time_column)
+    plan = plan_batches(ordered, base.stream)
+    batches = [ordered.iloc[b.start: b.stop].drop(columns="_t") for b in plan[: args.history + 1]]
+    history, rows = batches[:-1], batches[-1]
+    print(f"batch: {len(rows):,} rows (one month of the default data); {len(history)} batches of history; "
+          f"medians of {args.repeats}")
+    results: dict[str, dict[str, float]] = {}
+    with throwaway_object_store() as store, tempfile.TemporaryDirectory(prefix="bench_store_") as tmp:
+        local_root = Path(tmp) / "local"
+        results["local"] = measure(base, local_root, rows, history, args.repeats)
+        results["local"].update(floor(FileRoot(local_root / "floor"), rows, args.repeats))
+        s3_cfg = base.model_copy(update={"storage": base.storage.model_copy(update={
+            "root_uri": store.uri(f"bench/{uuid.uuid4().hex}"), "storage_options": store.storage_options})})
+        results["s3"] = measure(s3_cfg, Path(tmp) / "s3", rows, history, args.repeats)
+        files = FileRoot(store.uri("bench/floor"), store.storage_options, cache_dir=Path(tmp) / "cache")
+        results["s3"].update(floor(files, rows, args.repeats))
+    local, s3 = results["local"], results["s3"]
+    print(f"{'':34} {'local folder':>13} {'object store':>13} {'store/local':>12}")
+    for name, label in (("ingest", "ingest one batch, all steps (s)"), ("put", "floor: one Parquet write (s)"),
+                        ("head", "floor: one metadata call (s)"), ("aliases", "router poll: read aliases (s)"),
+                        ("cold_load", "load a model, empty cache (s)")):
+        print(f"{label:34} {local[name]:>13.4f} {s3[name]:>13.4f} {s3[name] / local[name]:>11.1f}x")
+    print(f"batch as Parquet: {s3['mib']:.2f} MiB; ingest on the store = {s3['ingest'] / s3['put']:.0f}x one PUT "
+          f"of it, {s3['ingest'] / s3['head']:.0f} metadata round trips; extra cost of the network path "
+          f"{s3['ingest'] - local['ingest']:+.2f} s per batch")
+
+
+if __name__ == "__main__":
+    main()
