@@ -104,6 +104,50 @@ class FileRoot:
         for stale in existing:  # left by an earlier attempt at the same prefix
             self._fs.delete_file(self._remote(stale))
 
+    def put_file(self, path: Path, key: str) -> None:
+        """One file to ``key``, whole or not at all: a local root writes a temporary file beside
+        the target, fsyncs and renames it; an object store's PUT makes the object visible only
+        once complete. Putting the same bytes again is harmless (shipping relies on it)."""
+        key = _clean(key)
+        if self.local:
+            target = self.root / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            try:
+                with os.fdopen(fd, "wb") as dst, path.open("rb") as src:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            return
+        with path.open("rb") as src, self._fs.open_output_stream(self._remote(key)) as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
+
+    def move(self, src_key: str, dst_key: str) -> None:
+        """Rename a file (an object store copies, then deletes the source: a crash in between
+        leaves both, which readers of the source prefix must tolerate). FileNotFoundError when
+        the source is gone."""
+        if self.local:
+            target = self.root / _clean(dst_key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.root / _clean(src_key), target)
+            return
+        self._require(src_key)
+        self._fs.copy_file(self._remote(src_key), self._remote(dst_key))
+        self._fs.delete_file(self._remote(src_key))
+
+    def size(self, key: str) -> int:
+        """A file's size in bytes (FileNotFoundError when absent)."""
+        if self.local:
+            return (self.root / _clean(key)).stat().st_size
+        info = self._fs.get_file_info(self._remote(key))
+        if info.type != pafs.FileType.File:
+            raise FileNotFoundError(f"{self.uri}/{_clean(key)} does not exist")
+        return int(info.size)
+
     def list(self, prefix: str) -> set[str]:
         """Keys of the files under ``prefix/``."""
         prefix = _clean(prefix)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ import pandas as pd
 import pyarrow as pa
 
 from lake.delta import Lake
+from lake.files import FileRoot
+from lake.log_shipping import INBOX_PREFIX, INGESTED_PREFIX, shipped_segments
 from lake.request_log import SHADOW_COLUMNS, closed_segments, parse_segment, seal_orphans
 from lake.tables import AB_EVENTS, AB_EVENTS_SCHEMA, AB_FEEDBACK, AB_FEEDBACK_SCHEMA
 
@@ -73,36 +75,68 @@ def _frame(rows: list[dict[str, Any]], schema: pa.Schema, key: str, ingested_at:
     return unique, len(frame) - len(unique)
 
 
-def _batches(segments: list[Path], max_segments: int, max_bytes: int) -> Iterator[list[Path]]:
-    batch: list[Path] = []
-    size = 0
-    for path in segments:
+@dataclass(frozen=True)
+class SegmentRef:
+    """One closed segment to ingest, wherever it lives: its name (the order and the log's
+    identity), its size, how to read it and how to mark it ingested (move it out of the inbox)."""
+
+    name: str
+    size: int
+    read: Callable[[], bytes]
+    done: Callable[[], None]
+
+
+def _local_refs(folder: Path, ingested_folder: Path) -> list[SegmentRef]:
+    refs = []
+    for path in closed_segments(folder):
         try:
-            length = path.stat().st_size
+            size = path.stat().st_size
         except FileNotFoundError:
             continue
-        if batch and (len(batch) >= max_segments or size + length > max_bytes):
+        refs.append(SegmentRef(path.name, size, path.read_bytes,
+                               lambda p=path: os.replace(p, ingested_folder / p.name)))
+    return refs
+
+
+def _shipped_refs(files: FileRoot, inbox: str, ingested: str) -> list[SegmentRef]:
+    refs = []
+    for key in shipped_segments(files, inbox=inbox):
+        name = key.rsplit("/", 1)[-1]
+        try:
+            size = files.size(key)
+        except FileNotFoundError:
+            continue
+        refs.append(SegmentRef(name, size, lambda k=key: files.read_bytes(k),
+                               lambda k=key, n=name: files.move(k, f"{ingested}/{n}")))
+    return refs
+
+
+def _batches(segments: list[SegmentRef], max_segments: int, max_bytes: int) -> Iterator[list[SegmentRef]]:
+    batch: list[SegmentRef] = []
+    size = 0
+    for ref in segments:
+        if batch and (len(batch) >= max_segments or size + ref.size > max_bytes):
             yield batch
             batch, size = [], 0
-        batch.append(path)
-        size += length
+        batch.append(ref)
+        size += ref.size
     if batch:
         yield batch
 
 
-def _ingest_batch(lake: Lake, batch: list[Path], ingested_folder: Path, outcome: EventIngestOutcome) -> None:
+def _ingest_batch(lake: Lake, batch: list[SegmentRef], outcome: EventIngestOutcome) -> None:
     events: list[dict[str, Any]] = []
     feedback: list[dict[str, Any]] = []
     shadows: list[dict[str, Any]] = []
-    read: list[Path] = []
-    for path in batch:
+    read: list[SegmentRef] = []
+    for ref in batch:
         try:
-            data = path.read_bytes()
+            data = ref.read()
         except FileNotFoundError:
-            log.info("event log: %s vanished (moved by a concurrent ingestion?)", path.name)
+            log.info("event log: %s vanished (moved by a concurrent ingestion?)", ref.name)
             continue
-        read.append(path)
-        outcome.skipped_lines += parse_segment(path.name, data, events, feedback, shadows)
+        read.append(ref)
+        outcome.skipped_lines += parse_segment(ref.name, data, events, feedback, shadows)
     ingested_at = pd.Timestamp.now(tz="UTC").floor("us")
     for rows, table, schema, key in ((events, AB_EVENTS, AB_EVENTS_SCHEMA, "request_id"),
                                      (feedback, AB_FEEDBACK, AB_FEEDBACK_SCHEMA, "feedback_id")):
@@ -124,9 +158,9 @@ def _ingest_batch(lake: Lake, batch: list[Path], ingested_folder: Path, outcome:
         _apply_shadows(lake, shadows, outcome)
     # Only now, with every commit done: a crash before this point re-reads these segments, and
     # the insert-only merges (and the idempotent shadow update) make that a no-op.
-    for path in read:
-        os.replace(path, ingested_folder / path.name)
-        outcome.segments.append(path.name)
+    for ref in read:
+        ref.done()
+        outcome.segments.append(ref.name)
 
 
 def _apply_shadows(lake: Lake, shadows: list[dict[str, Any]], outcome: EventIngestOutcome) -> None:
@@ -160,8 +194,23 @@ def ingest_event_log(lake: Lake, folder: Path, ingested_folder: Path, *, batch_s
     folder, ingested_folder = Path(folder), Path(ingested_folder)
     ingested_folder.mkdir(parents=True, exist_ok=True)
     outcome = EventIngestOutcome(sealed=[p.name for p in seal_orphans(folder)])
-    for batch in _batches(closed_segments(folder), batch_segments, batch_bytes):
-        _ingest_batch(lake, batch, ingested_folder, outcome)
+    return _ingest(lake, _local_refs(folder, ingested_folder), outcome, batch_segments, batch_bytes)
+
+
+def ingest_shipped_event_log(lake: Lake, files: FileRoot, *, inbox: str = INBOX_PREFIX,
+                             ingested: str = INGESTED_PREFIX, batch_segments: int = BATCH_SEGMENTS,
+                             batch_bytes: int = BATCH_BYTES) -> EventIngestOutcome:
+    """Load every segment the replicas shipped to ``inbox`` under the storage root exactly once
+    (see :mod:`lake.log_shipping`), whichever replica wrote it; ingested segments move to
+    ``ingested``. A segment found in both (a crash inside an object store's copy-then-delete
+    move) is read again and inserts nothing."""
+    return _ingest(lake, _shipped_refs(files, inbox, ingested), EventIngestOutcome(), batch_segments, batch_bytes)
+
+
+def _ingest(lake: Lake, refs: list[SegmentRef], outcome: EventIngestOutcome, batch_segments: int,
+            batch_bytes: int) -> EventIngestOutcome:
+    for batch in _batches(refs, batch_segments, batch_bytes):
+        _ingest_batch(lake, batch, outcome)
     log.info("event log: %d segments ingested (%d events, %d inserted; %d feedback, %d inserted; "
              "%d lines skipped; %d orphans sealed)", len(outcome.segments), outcome.events,
              outcome.events_inserted, outcome.feedback, outcome.feedback_inserted, outcome.skipped_lines,
