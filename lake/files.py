@@ -139,24 +139,20 @@ class FileRoot:
         self._fs.copy_file(self._remote(src_key), self._remote(dst_key))
         self._fs.delete_file(self._remote(src_key))
 
-    def size(self, key: str) -> int:
-        """A file's size in bytes (FileNotFoundError when absent)."""
-        if self.local:
-            return (self.root / _clean(key)).stat().st_size
-        info = self._fs.get_file_info(self._remote(key))
-        if info.type != pafs.FileType.File:
-            raise FileNotFoundError(f"{self.uri}/{_clean(key)} does not exist")
-        return int(info.size)
-
     def list(self, prefix: str) -> set[str]:
         """Keys of the files under ``prefix/``."""
+        return set(self.list_sizes(prefix))
+
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        """Keys of the files under ``prefix/`` with their sizes, from one listing (no request per file)."""
         prefix = _clean(prefix)
         if self.local:
             base = self.root / prefix
-            return {p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file()} if base.exists() \
-                else set()
+            if not base.exists():
+                return {}
+            return {p.relative_to(self.root).as_posix(): p.stat().st_size for p in base.rglob("*") if p.is_file()}
         selector = pafs.FileSelector(self._remote(prefix), recursive=True, allow_not_found=True)
-        return {info.path[len(self._base) + 1:] for info in self._fs.get_file_info(selector)
+        return {info.path[len(self._base) + 1:]: int(info.size) for info in self._fs.get_file_info(selector)
                 if info.type == pafs.FileType.File}
 
     def exists(self, key: str) -> bool:

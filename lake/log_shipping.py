@@ -71,9 +71,16 @@ def seal_and_ship(spool: Path, files: FileRoot, *, inbox: str = INBOX_PREFIX) ->
     return outcome
 
 
-def shipped_segments(files: FileRoot, *, inbox: str = INBOX_PREFIX) -> list[str]:
-    """The keys of the closed segments waiting in ``inbox``, sorted by name (temporary files of an
-    interrupted local put start with a dot and are not segments)."""
-    names = {k: k.rsplit("/", 1)[-1] for k in files.list(inbox)}
-    return sorted((k for k, n in names.items() if n.endswith(CLOSED_SUFFIX) and not n.startswith(".")),
+def shipped_segment_sizes(files: FileRoot, *, inbox: str = INBOX_PREFIX) -> dict[str, int]:
+    """The keys of the closed segments waiting in ``inbox`` with their sizes, in name order, from
+    one listing (temporary files of an interrupted local put start with a dot: not segments)."""
+    sizes = files.list_sizes(inbox)
+    names = {k: k.rsplit("/", 1)[-1] for k in sizes}
+    keys = sorted((k for k, n in names.items() if n.endswith(CLOSED_SUFFIX) and not n.startswith(".")),
                   key=names.__getitem__)
+    return {k: sizes[k] for k in keys}
+
+
+def shipped_segments(files: FileRoot, *, inbox: str = INBOX_PREFIX) -> list[str]:
+    """The keys of the closed segments waiting in ``inbox``, sorted by name."""
+    return list(shipped_segment_sizes(files, inbox=inbox))

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from lake.delta import Lake
 from lake.files import FileRoot
-from lake.log_shipping import INBOX_PREFIX, INGESTED_PREFIX, shipped_segments
+from lake.log_shipping import INBOX_PREFIX, INGESTED_PREFIX, shipped_segment_sizes
 from lake.request_log import SHADOW_COLUMNS, closed_segments, parse_segment, seal_orphans
 from lake.tables import AB_EVENTS, AB_EVENTS_SCHEMA, AB_FEEDBACK, AB_FEEDBACK_SCHEMA
 
@@ -100,12 +100,8 @@ def _local_refs(folder: Path, ingested_folder: Path) -> list[SegmentRef]:
 
 def _shipped_refs(files: FileRoot, inbox: str, ingested: str) -> list[SegmentRef]:
     refs = []
-    for key in shipped_segments(files, inbox=inbox):
+    for key, size in shipped_segment_sizes(files, inbox=inbox).items():
         name = key.rsplit("/", 1)[-1]
-        try:
-            size = files.size(key)
-        except FileNotFoundError:
-            continue
         refs.append(SegmentRef(name, size, lambda k=key: files.read_bytes(k),
                                lambda k=key, n=name: files.move(k, f"{ingested}/{n}")))
     return refs

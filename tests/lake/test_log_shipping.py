@@ -114,7 +114,7 @@ def test_a_replica_killed_with_minus_9_is_sealed_and_shipped_by_the_next_start(t
 
 def test_a_live_writers_open_segment_is_not_shipped(tmp_path: Path) -> None:
     root = FileRoot(tmp_path / "root")
-    log = EventLog(tmp_path / "spool", EventLogConfig(), writer_id=f"{default_writer_id()}")
+    log = EventLog(tmp_path / "spool", EventLogConfig())  # this process: alive
     try:
         log.append(_event("live-1", "w"))
         outcome = seal_and_ship(tmp_path / "spool", root)
