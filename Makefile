@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	sh scripts/system-packages.sh
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=40
 
 # The fast lane: every test not marked `slow` (docs/testing.md).
 test-fast: $(STAMP)
