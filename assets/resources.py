@@ -9,7 +9,8 @@ import dagster as dg
 
 from config import PipelineConfig, load_config, resolve_config_path
 from lake.delta import Lake
-from lake.open import open_lake, open_registry
+from lake.files import FileRoot
+from lake.open import open_lake, open_registry, open_shared_root
 from lake.paths import DataPaths, data_paths
 from lake.registry import ModelRegistry
 
@@ -37,3 +38,7 @@ class LakehouseResource(dg.ConfigurableResource):
 
     def registry(self) -> ModelRegistry:
         return open_registry(self.cfg(), self.paths())
+
+    def shared_root(self) -> FileRoot | None:
+        """``storage.root_uri`` as files (the replicas' shipped request log), None on one machine."""
+        return open_shared_root(self.cfg(), self.paths())

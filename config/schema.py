@@ -485,6 +485,14 @@ class EventLogConfig(_Strict):
     segment_max_bytes: int = Field(default=16 * 2**20, ge=1024, description="Rotate a segment at this size.")
     segment_max_seconds: float = Field(default=60.0, gt=0, description="Rotate a segment this old, so "
                                        "`ab_events` sees events within about this delay.")
+    ship_interval_seconds: float | None = Field(
+        default=None, gt=0, description="With storage.root_uri: how often each worker ships the closed segments "
+        "of its replica's spool to <root>/events/inbox (and seals those of dead workers). Default: "
+        "segment_max_seconds, so a segment waits at most one rotation period locally before it ships.")
+
+    @property
+    def ship_every_seconds(self) -> float:
+        return self.ship_interval_seconds or self.segment_max_seconds
 
 
 class RouterConfig(_Strict):

@@ -31,3 +31,13 @@ def open_artifacts(cfg: PipelineConfig, paths: DataPaths) -> FileRoot:
         return FileRoot(paths.artifacts)
     return FileRoot(f"{cfg.storage.root_uri.rstrip('/')}/artifacts", cfg.storage.storage_options,
                     cache_dir=paths.root / "cache" / "artifacts")
+
+
+def open_shared_root(cfg: PipelineConfig, paths: DataPaths) -> FileRoot | None:
+    """The storage root every machine shares (``storage.root_uri``), where the router replicas ship
+    their closed request-log segments (:mod:`lake.log_shipping`); None on one machine, where the
+    router's segments stay in the data root's ``events/`` folder and are ingested from there."""
+    if cfg.storage.root_uri is None:
+        return None
+    return FileRoot(cfg.storage.root_uri.rstrip("/"), cfg.storage.storage_options,
+                    cache_dir=paths.root / "cache" / "root")

@@ -5,7 +5,8 @@ The factory opens the registry, loads the models into a :class:`~router.model_po
 :mod:`router.views`. The views are thin: they parse the body and call :mod:`router.plan`, which
 picks the variant (:mod:`router.split`), checks the features (:mod:`router.validation`), scores
 with :mod:`serving.scoring` (the same path as batch inference) and writes each event to the
-request log before anything is answered.
+request log before anything is answered. With ``storage.root_uri`` set, a
+:class:`~router.log_shipper.LogShipper` ships the closed segments to the shared root.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import os
 from flask import Flask
 
 from config import PipelineConfig, load_config
-from lake.open import open_registry
+from lake.open import open_registry, open_shared_root
 from lake.paths import data_paths
 from router import metrics
 from router.event_log import EventLog
+from router.log_shipper import LogShipper
 from router.model_pool import ModelPool, PoolState
 from router.views import RouterContext, bp
 
@@ -55,9 +57,13 @@ def create_app(cfg: PipelineConfig | None = None, data_root: str | None = None, 
     if feedback_token is None:
         log.warning("feedback is open to any caller: set %s to require a bearer token on /feedback",
                     cfg.router.feedback_token_env)
+    shared = open_shared_root(cfg, paths)
+    shipper = None if shared is None else LogShipper(paths.events, shared, cfg.router.event_log.ship_every_seconds)
+    if shipper is not None and poll:
+        shipper.start()
     app.extensions["lakehouse"] = RouterContext(cfg, paths, pool, EventLog(paths.events, cfg.router.event_log),
                                                 os.environ.get(cfg.router.admin_token_env) or None,
-                                                feedback_token)
+                                                feedback_token, shipper)
     app.register_blueprint(bp)
     return app
 

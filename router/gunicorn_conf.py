@@ -41,6 +41,9 @@ worker_connections = _cfg.router.worker_connections
 # each worker listens on its own SO_REUSEPORT socket and the kernel hashes new connections over
 # them: with one shared socket the worker first to wake took every keep-alive client
 reuse_port = _cfg.router.reuse_port
+# gunicornc's control socket in this replica's data root: the default ($HOME/.gunicorn/gunicorn.ctl)
+# is one path per user, so a second replica on the host took the first one's socket over
+control_socket = str(_paths.root / "gunicorn.ctl")
 timeout = 120          # loading a large model at start can take a while
 graceful_timeout = 20  # in-flight requests finish on SIGTERM
 accesslog = "-"
@@ -56,10 +59,14 @@ def child_exit(server, worker) -> None:
 
 
 def worker_exit(server, worker) -> None:
-    """Seal this worker's event-log segment and stop its poller before the process ends, so its
-    last events are ingested without waiting for the orphan sweep."""
+    """Seal this worker's event-log segment (and, with a shared storage root, ship it) and stop its
+    poller before the process ends, so its last events are ingested without waiting for the orphan
+    sweep."""
     import router.wsgi
 
     ctx = router.wsgi.app.extensions["lakehouse"]
     ctx.pool.stop()
     ctx.events.close()
+    if ctx.shipper is not None:  # storage.root_uri: the segment just sealed ships now, not at the next start
+        ctx.shipper.stop()
+        ctx.shipper.sweep()

@@ -37,6 +37,11 @@ LOG_FAILURES = Counter("router_event_log_failures_total", "Events that could not
                        "was refused (kind=prediction/feedback/error), or, for kind=shadow, the other model's "
                        "answer scored after the response is lost and the request stays unpaired",
                        ["kind"])
+SHIPPED_SEGMENTS = Counter("router_event_log_shipped_segments_total", "Closed request-log segments shipped to "
+                           "the storage root's events/inbox (storage.root_uri set)")
+SHIPPED_BYTES = Counter("router_event_log_shipped_bytes_total", "Bytes of the shipped request-log segments")
+SHIP_FAILURES = Counter("router_event_log_ship_failures_total", "Sweeps that failed to ship closed segments "
+                        "to the storage root (they stay in the local spool and are retried)")
 SWAPS = Counter("router_model_swaps_total", "Model / split state swaps in this worker")
 DISABLED = Gauge("router_model_disabled", "1 while an alias is out of service because its model cannot be "
                  "loaded (the reason: /health?ready=1)", ["alias"], multiprocess_mode="liveall")

@@ -29,6 +29,7 @@ from lake.paths import DataPaths
 from lake.request_log import feedback_event
 from router import metrics
 from router.event_log import EventLog
+from router.log_shipper import LogShipper
 from router.model_pool import ModelPool
 from router.plan import json_scalar, label_problem, predict
 from router.schemas import (
@@ -62,6 +63,7 @@ class RouterContext:
     events: EventLog
     admin_token: str | None
     feedback_token: str | None = None
+    shipper: LogShipper | None = None  # storage.root_uri set: ships closed segments to the shared root
 
 
 def _ctx() -> RouterContext:
@@ -190,9 +192,9 @@ def health():
         return jsonify({"status": "ok"})
     if state is None:
         return jsonify({"status": "not ready", "ready": False, "reason": ctx.pool.last_error}), 503
+    warnings = [w for w in (ctx.pool.last_error, ctx.shipper and ctx.shipper.last_error) if w]
     return jsonify({"status": "ready", "ready": True, "models": state.aliases, "prod_alias": state.prod_alias,
-                    "disabled": state.disabled,
-                    **({"warning": ctx.pool.last_error} if ctx.pool.last_error else {})})
+                    "disabled": state.disabled, **({"warning": "; ".join(warnings)} if warnings else {})})
 
 
 @bp.get("/model_info")

@@ -15,6 +15,7 @@ from assets.jobs import AB_ANALYSIS_JOB, AB_EVENTS_JOB, PROMOTE_JOB, promote_run
 from assets.resources import LakehouseResource
 from lake.delta import Lake
 from lake.experiments import ExperimentStore
+from lake.log_shipping import shipped_segments
 from lake.request_log import closed_segments
 from lake.tables import AB_EVENTS, AB_FEEDBACK
 
@@ -24,13 +25,17 @@ def build_event_log_sensor(poll_seconds: int) -> dg.SensorDefinition:
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Closed segments in the router's event log -> an ab_events_job run.")
     def event_log_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
-        segments = closed_segments(lakehouse.paths().events)
-        if not segments:
-            return dg.SkipReason("no closed event-log segments")
+        shared = lakehouse.shared_root()
+        # one machine: the data root's events/ folder; several: what the replicas shipped to the root
+        names = [p.name for p in closed_segments(lakehouse.paths().events)] if shared is None else \
+            [key.rsplit("/", 1)[-1] for key in shipped_segments(shared)]
+        if not names:
+            return dg.SkipReason("no closed event-log segments" if shared is None else
+                                 f"no shipped event-log segments in {shared.uri}/events/inbox")
         # one run per set of segments (a run in progress keeps them until it moves them); the
         # 10-minute bucket lets a failed run be retried even when no new segment arrives
-        key = f"segments:{segments[0].name}:{segments[-1].name}:{len(segments)}:{int(time.time() // 600)}"
-        context.log.info("event log: %d closed segment(s) waiting", len(segments))
+        key = f"segments:{names[0]}:{names[-1]}:{len(names)}:{int(time.time() // 600)}"
+        context.log.info("event log: %d closed segment(s) waiting", len(names))
         return dg.RunRequest(run_key=key, tags={"lakehouse/trigger": "event_log_sensor"})
 
     return event_log_sensor

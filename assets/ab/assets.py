@@ -9,13 +9,14 @@ import dagster as dg
 from pydantic import Field
 
 from assets.ab.analysis import Analysis, analyse, labelled_events
-from assets.ab.events import ingest_event_log
+from assets.ab.events import ingest_event_log, ingest_shipped_event_log
 from assets.ab.promotion import promote, rollback
 from assets.ab.report import write_report
 from assets.metadata import numbers
 from assets.resources import LakehouseResource
 from config.schema import ABConfig
 from lake.experiments import RUNNING, ExperimentStore
+from lake.log_shipping import seal_and_ship
 from lake.tables import AB_EVENTS, AB_FEEDBACK
 
 UNIQUE_CHECK = "each_request_once"
@@ -37,8 +38,15 @@ def _unique_check(lake) -> dg.AssetCheckResult:
                       "merged exactly once on request_id / feedback_id (segments of dead workers are sealed "
                       "first, a half-written last line dropped).")
 def ab_events(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
-    paths, lake = lakehouse.paths(), lakehouse.lake()
-    outcome = ingest_event_log(lake, paths.events, paths.events_ingested)
+    paths, lake, shared = lakehouse.paths(), lakehouse.lake(), lakehouse.shared_root()
+    if shared is None:  # one machine: the router's segments are in the data root's events/ folder
+        outcome = ingest_event_log(lake, paths.events, paths.events_ingested)
+        source = str(paths.events)
+    else:  # replicas ship to <root>/events/inbox; a router that died on this host is swept first
+        swept = seal_and_ship(paths.events, shared)
+        outcome = ingest_shipped_event_log(lake, shared)
+        outcome.sealed = swept.sealed + outcome.sealed
+        source = f"{shared.uri}/events/inbox"
     context.log.info("event log: %d segment(s), %d prediction(s) (%d new), %d feedback (%d new)",
                      len(outcome.segments), outcome.events, outcome.events_inserted, outcome.feedback,
                      outcome.feedback_inserted)
@@ -50,6 +58,7 @@ def ab_events(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -
                    "ab_events_rows": lake.table(AB_EVENTS).count() if lake.exists(AB_EVENTS) else 0,
                    "ab_feedback_rows": lake.table(AB_FEEDBACK).count() if lake.exists(AB_FEEDBACK) else 0}),
         "sealed_orphans": dg.MetadataValue.json(outcome.sealed),
+        "segments_from": dg.MetadataValue.text(source),
         "ab_events_uri": dg.MetadataValue.path(lake.uri(AB_EVENTS)),
     }, check_results=[_unique_check(lake)])
 

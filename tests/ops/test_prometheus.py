@@ -28,12 +28,12 @@ def _promtool(*args: str) -> subprocess.CompletedProcess:
 
 def test_rules_and_scrape_configuration_are_valid() -> None:
     rules = _promtool("check", "rules", "alerts.yml")
-    assert rules.returncode == 0 and "SUCCESS: 7 rules found" in rules.stdout, rules.stdout + rules.stderr
+    assert rules.returncode == 0 and "SUCCESS: 8 rules found" in rules.stdout, rules.stdout + rules.stderr
     config = _promtool("check", "config", "prometheus.yml")
     assert config.returncode == 0, config.stdout + config.stderr
     names = {r.get("alert") for g in yaml.safe_load((OPS / "alerts.yml").read_text())["groups"] for r in g["rules"]}
     assert names - {None} == {"RouterErrorRate", "RouterLatencyP99Regression", "RouterFallbackShare",
-                              "RouterEventLogWriteFailures", "RouterModelDisabled"}
+                              "RouterEventLogWriteFailures", "RouterEventLogShippingStuck", "RouterModelDisabled"}
 
 
 def test_each_alert_fires_on_its_series_and_not_on_healthy_ones() -> None:
@@ -97,7 +97,7 @@ def test_a_real_prometheus_scrapes_the_router_and_evaluates_every_rule(tmp_path:
             def rules_evaluated():
                 groups = session.get(f"{api}/rules", timeout=5).json()["data"]["groups"]
                 rules = [r for g in groups for r in g["rules"]]
-                return rules if len(rules) == 7 and all(r.get("lastEvaluation", "").startswith("20")
+                return rules if len(rules) == 8 and all(r.get("lastEvaluation", "").startswith("20")
                                                         for r in rules) else None
 
             rules = _until("every rule evaluated", rules_evaluated)

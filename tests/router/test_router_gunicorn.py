@@ -15,11 +15,15 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assets.ab.events import ingest_event_log
+from assets.ab.events import ingest_event_log, ingest_shipped_event_log
+from lake.files import FileRoot
+from lake.log_shipping import shipped_segments
 from lake.registry import AliasChange, ModelRegistry
+from lake.request_log import OPEN_SUFFIX
 from lake.tables import AB_EVENTS
 from tests.router.test_router import ROW, two_model_lakehouse
 from tests.support.pipeline import Pipeline
@@ -101,6 +105,26 @@ def test_alias_flip_under_load_fails_no_request(lakehouse: Pipeline, tmp_path: P
     assert switched < 15, f"requests sent {switched:.1f}s after the flip still got an old version"
 
 
+def _load(server: RouterServer, prefix: str, *, answered: dict[str, str], sent: set[str], lock: threading.Lock,
+          stop: threading.Event, requests_at_most: int = 400) -> None:
+    """One client's bounded stream of /predict to ``server`` until ``stop`` or a dead server;
+    records every user sent and every answered request id."""
+    with requests.Session() as s:
+        for i in range(requests_at_most):
+            if stop.is_set():
+                return
+            user = f"{prefix}-{i}"
+            with lock:
+                sent.add(user)
+            try:
+                r = _post(s, server.url, user)
+            except requests.RequestException:
+                return
+            if r.status_code == 200:
+                with lock:
+                    answered[r.json()["request_id"]] = user
+
+
 def test_kill_9_loses_no_answered_request(lakehouse: Pipeline, tmp_path: Path) -> None:
     server = _server(lakehouse, tmp_path).start()
     answered: dict[str, str] = {}  # request_id -> user_id
@@ -108,24 +132,9 @@ def test_kill_9_loses_no_answered_request(lakehouse: Pipeline, tmp_path: Path) -
     lock = threading.Lock()
     stop = threading.Event()
 
-    def worker(k: int) -> None:
-        with requests.Session() as s:
-            for i in range(400):  # bounded; the kill ends it sooner
-                if stop.is_set():
-                    return
-                user = f"kill-{k}-{i}"
-                with lock:
-                    sent.add(user)
-                try:
-                    r = _post(s, server.url, user)
-                except requests.RequestException:
-                    return
-                if r.status_code == 200:
-                    with lock:
-                        answered[r.json()["request_id"]] = user
-
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        futures = [pool.submit(worker, k) for k in range(CONCURRENCY)]
+        futures = [pool.submit(_load, server, f"kill-{k}", answered=answered, sent=sent, lock=lock, stop=stop)
+                    for k in range(CONCURRENCY)]
         deadline = time.monotonic() + 120
         while len(answered) < 150 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -155,6 +164,117 @@ def test_kill_9_loses_no_answered_request(lakehouse: Pipeline, tmp_path: Path) -
     # logged but never answered: only requests that were in flight when the processes died
     assert len(extra) <= CONCURRENCY and set(extra["user_id"]) <= sent
     assert not list(paths.events.glob("*.open"))  # the dead workers' segments were sealed
+
+
+def _replica(pipe: Pipeline, tmp_path: Path, name: str, port: int | None = None) -> RouterServer:
+    """A replica with its own data root (spool, cache, metrics) on the pipeline's data root as the
+    shared storage root: the lake and the model files every replica reads, the inbox they ship to."""
+    port = port or free_port()
+    cfg = config_with_router(pipe.config_path, port=port, workers=2, reload_poll_seconds=POLL,
+                             event_log={"segment_max_seconds": 1.0})
+    data = yaml.safe_load(cfg.read_text())
+    data["storage"] = {**data.get("storage", {}), "root_uri": str(pipe.paths.root)}
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+    root = tmp_path / name
+    root.mkdir(exist_ok=True)
+    return RouterServer(cfg, root, port, tmp_path / f"{name}-{port}.log")
+
+
+POLL = 0.5
+
+
+def _serving(url: str, version: int, tries: int = 8) -> bool:
+    """Whether ``tries`` requests on fresh connections (spread over the workers) all got ``version``."""
+    for i in range(tries):
+        r = requests.post(f"{url}/predict", json={"user_id": f"probe-{i}", "features": ROW}, timeout=30)
+        if r.status_code != 200 or r.json()["model_version"] != version:
+            return False
+    return True
+
+
+def test_two_replicas_share_assignment_flip_together_and_ship_every_answer_once(lakehouse: Pipeline,
+                                                                                 tmp_path: Path) -> None:
+    registry = ModelRegistry(lakehouse.lake, lakehouse.paths.artifacts)
+    shared = FileRoot(lakehouse.paths.root)
+    a, b = _replica(lakehouse, tmp_path, "replica-a"), _replica(lakehouse, tmp_path, "replica-b")
+    answered: dict[str, str] = {}  # request_id -> user_id
+    sent: set[str] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    try:
+        a.start()
+        b.start()
+        # the same user gets the same variant from either replica (the split is a hash of the
+        # experiment id and the user, both from the lake)
+        with requests.Session() as s:
+            variants = [(_post(s, a.url, f"sticky-{i}").json(), _post(s, b.url, f"sticky-{i}").json())
+                        for i in range(32)]
+        for ra, rb in variants:
+            answered[ra["request_id"]], answered[rb["request_id"]] = "sticky", "sticky"
+        assert [ra["variant"] for ra, _ in variants] == [rb["variant"] for _, rb in variants]
+        assert {ra["variant"] for ra, _ in variants} == {"A", "B"}
+        assert len({ra["experiment_id"] for ra, _ in variants} | {rb["experiment_id"] for _, rb in variants}) == 1
+
+        # an alias flip reaches both replicas within one poll (v3 is loaded already, as staging)
+        registry.set_aliases([AliasChange("prod", 3), AliasChange("previous", 1), AliasChange("staging", None)],
+                             actor="test", reason="flip on two replicas", expect={"prod": 1, "staging": 3})
+        flipped, seen = time.monotonic(), {}
+        while len(seen) < 2 and time.monotonic() < flipped + 30:
+            for name, server in (("a", a), ("b", b)):
+                if name not in seen and _serving(server.url, 3):
+                    seen[name] = time.monotonic() - flipped
+            time.sleep(0.05)
+        assert set(seen) == {"a", "b"} and max(seen.values()) < POLL + 2.0, seen
+
+        # load on both, then replica A's master and workers die with -9 mid-stream
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            futures = [pool.submit(_load, server, f"rep-{server.port}-{k}", answered=answered, sent=sent, lock=lock,
+                                   stop=stop)
+                       for server in (a, b) for k in range(CONCURRENCY // 2)]
+            deadline = time.monotonic() + 120
+            while len(answered) < 64 + 200 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            a.kill()
+            time.sleep(0.5)
+            stop.set()
+            for f in futures:
+                f.result(timeout=60)
+        assert len(answered) >= 64 + 200, a.log_tail()
+        b.stop()  # graceful: each worker seals and ships its last segment on exit
+        assert not list((b.data_root / "events").glob("*.jsonl*")), "replica B left segments in its spool"
+        assert list((a.data_root / "events").glob(f"*{OPEN_SUFFIX}")), "the kill left no open segment"
+
+        a.start()  # the restart's first sweep seals the dead workers' segments and ships them
+        deadline = time.monotonic() + 30  # no request yet: the new workers have opened no segment
+        while list((a.data_root / "events").glob("*.jsonl*")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not list((a.data_root / "events").glob("*.jsonl*")), "the restart did not ship the dead segments"
+        with requests.Session() as s:
+            for i in range(5):
+                r = _post(s, a.url, f"after-{i}")
+                assert r.status_code == 200
+                answered[r.json()["request_id"]] = f"after-{i}"
+                sent.add(f"after-{i}")
+    finally:
+        a.stop()
+        b.stop()
+        registry.set_aliases([AliasChange("prod", 1), AliasChange("staging", 3), AliasChange("previous", None)],
+                             actor="test", reason="restore")
+    for server in (a, b):
+        assert not list((server.data_root / "events").glob("*.jsonl*")), f"{server.data_root} kept segments"
+    outcome = ingest_shipped_event_log(lakehouse.lake, shared)
+    assert outcome.segments and not shipped_segments(shared)
+    events = lakehouse.lake.read(AB_EVENTS)
+    mine = events[events["request_id"].isin(answered) | events["user_id"].isin(sent)]
+    assert mine["request_id"].is_unique
+    assert set(answered) <= set(mine["request_id"])  # every 200 of either replica, exactly once
+    extra = mine[~mine["request_id"].isin(answered)]
+    # logged but never answered: only requests in flight on replica A when it died
+    assert len(extra) <= CONCURRENCY and set(extra["user_id"]) <= sent
+    assert set(mine["worker"].str.rsplit("-", n=1).str[0]) == {socket.gethostname()}
+    assert mine["worker"].nunique() >= 5  # 2 workers of A and of B, 1+ of the restarted A
+    assert ingest_shipped_event_log(lakehouse.lake, shared).events_inserted == 0  # nothing twice
 
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
