@@ -125,6 +125,17 @@ def _load(server: RouterServer, prefix: str, *, answered: dict[str, str], sent: 
                     answered[r.json()["request_id"]] = user
 
 
+def _post_after_restart(server: RouterServer, prefix: str, n: int, answered: dict[str, str], sent: set[str]) -> None:
+    """``n`` requests to a restarted router; each must be answered (and is recorded)."""
+    with requests.Session() as s:
+        for i in range(n):
+            user = f"{prefix}-{i}"
+            r = _post(s, server.url, user)
+            assert r.status_code == 200, server.log_tail()
+            answered[r.json()["request_id"]] = user
+            sent.add(user)
+
+
 def test_kill_9_loses_no_answered_request(lakehouse: Pipeline, tmp_path: Path) -> None:
     server = _server(lakehouse, tmp_path).start()
     answered: dict[str, str] = {}  # request_id -> user_id
@@ -146,12 +157,7 @@ def test_kill_9_loses_no_answered_request(lakehouse: Pipeline, tmp_path: Path) -
 
     restarted = _server(lakehouse, tmp_path).start()
     try:
-        with requests.Session() as s:
-            for i in range(10):
-                r = _post(s, restarted.url, f"after-{i}")
-                assert r.status_code == 200
-                answered[r.json()["request_id"]] = f"after-{i}"
-                sent.add(f"after-{i}")
+        _post_after_restart(restarted, "after-kill", 10, answered, sent)
     finally:
         restarted.stop()
     paths = lakehouse.paths
@@ -250,12 +256,7 @@ def test_two_replicas_share_assignment_flip_together_and_ship_every_answer_once(
         while list((a.data_root / "events").glob("*.jsonl*")) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not list((a.data_root / "events").glob("*.jsonl*")), "the restart did not ship the dead segments"
-        with requests.Session() as s:
-            for i in range(5):
-                r = _post(s, a.url, f"after-{i}")
-                assert r.status_code == 200
-                answered[r.json()["request_id"]] = f"after-{i}"
-                sent.add(f"after-{i}")
+        _post_after_restart(a, "after-replica-restart", 5, answered, sent)
     finally:
         a.stop()
         b.stop()
