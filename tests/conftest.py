@@ -120,3 +120,14 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("LAKEHOUSE_CONFIG", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def two_model_template(tmp_path_factory: pytest.TempPathFactory):
+    """The router tests' instance (prod v1, staging v3, fallback v4 on the toy stream), built once
+    per session; each module takes its own copy (``Pipeline.copy_to``: the registry's paths are
+    relative, so a copied data root serves its own files), instead of training the same models
+    again in every module."""
+    from tests.router.test_router import two_model_lakehouse
+
+    return two_model_lakehouse(tmp_path_factory.mktemp("two-models"))

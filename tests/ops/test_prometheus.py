@@ -14,7 +14,7 @@ import requests
 import yaml
 
 from lake.paths import PROJECT_ROOT
-from tests.router.test_router import ROW, two_model_lakehouse
+from tests.router.test_router import ROW
 from tests.support.router_server import RouterServer, config_with_router, free_port
 
 OPS = PROJECT_ROOT / "ops" / "prometheus"
@@ -52,10 +52,10 @@ def _until(what: str, probe, timeout: float = 90.0):
 
 
 @pytest.mark.slow
-def test_a_real_prometheus_scrapes_the_router_and_evaluates_every_rule(tmp_path: Path) -> None:
+def test_a_real_prometheus_scrapes_the_router_and_evaluates_every_rule(two_model_template, tmp_path: Path) -> None:
     binary = shutil.which("prometheus")
     assert binary, "prometheus missing: `make test` installs it (scripts/system-packages.sh)"
-    pipe = two_model_lakehouse(tmp_path / "lake")
+    pipe = two_model_template.copy_to(tmp_path / "lake")
     port = free_port()
     router = RouterServer(config_with_router(pipe.config_path, port=port, workers=2, threads=4), pipe.paths.root,
                           port, tmp_path / "gunicorn.log")

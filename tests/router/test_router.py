@@ -44,8 +44,8 @@ def two_model_lakehouse(folder: Path) -> Pipeline:
 
 
 @pytest.fixture(scope="module")
-def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    return two_model_lakehouse(tmp_path_factory.mktemp("router"))
+def lakehouse(two_model_template: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    return two_model_template.copy_to(tmp_path_factory.mktemp("router"))
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from lake.log_shipping import shipped_segments
 from lake.registry import AliasChange, ModelRegistry
 from lake.request_log import OPEN_SUFFIX
 from lake.tables import AB_EVENTS
-from tests.router.test_router import ROW, two_model_lakehouse
+from tests.router.test_router import ROW
 from tests.support.pipeline import Pipeline
 from tests.support.router_server import RouterServer, config_with_router, free_port
 
@@ -35,8 +35,8 @@ CONCURRENCY = 8
 
 
 @pytest.fixture(scope="module")
-def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    return two_model_lakehouse(tmp_path_factory.mktemp("gunicorn"))
+def lakehouse(two_model_template: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    return two_model_template.copy_to(tmp_path_factory.mktemp("gunicorn"))
 
 
 def _server(pipe: Pipeline, tmp_path: Path, **router: object) -> RouterServer:

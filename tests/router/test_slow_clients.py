@@ -18,7 +18,7 @@ import requests
 
 from bench.slow_clients import SlowClients
 from lake.request_log import closed_segments, parse_line
-from tests.router.test_router import ROW, two_model_lakehouse
+from tests.router.test_router import ROW
 from tests.support.pipeline import Pipeline
 from tests.support.router_server import RouterServer, config_with_router, free_port
 
@@ -28,8 +28,8 @@ LIVENESS_BOUND_S = 2.0
 
 
 @pytest.fixture(scope="module")
-def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    return two_model_lakehouse(tmp_path_factory.mktemp("slow"))
+def lakehouse(two_model_template: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    return two_model_template.copy_to(tmp_path_factory.mktemp("slow"))
 
 
 def _server(pipe: Pipeline, tmp_path: Path) -> RouterServer:
