@@ -8,6 +8,8 @@
     python run.py -mode demo      restart the stream, ingest the first batches, train prod, then stream
                                   the rest with a drift check per batch (drift -> retraining -> staging)
     python run.py -mode dev       start `dagster dev` (webserver + daemon) on 127.0.0.1
+    python run.py -mode exporter  serve the lake's Prometheus series (drift, retraining requests,
+                                  A/B looks and guardrail breaches, aliases) on exporter.port
     python run.py -mode inference -file PATH
                                   score a CSV/XLSX/Parquet file with the prod model; prints the path
                                   of a CSV with `predict` (and `probability`) and `error` columns

@@ -26,6 +26,7 @@ MODES: dict[str, Callable[[DataPaths, argparse.Namespace], int]] = {
     "ingest": lambda paths, args: modes.ingest(paths),
     "demo": _demo,
     "dev": lambda paths, args: modes.dev(paths),
+    "exporter": lambda paths, args: modes.exporter(paths),
     "inference": lambda paths, args: modes.inference(paths, args.file),
     "summary": lambda paths, args: modes.summary(paths),
     "analyse": lambda paths, args: modes.analyse_experiment(paths),

@@ -146,6 +146,14 @@ def start_router(house: Lakehouse):
                          token=os.environ.get(cfg.router.admin_token_env))
 
 
+def exporter(paths: DataPaths) -> int:
+    """The lake exporter on ``exporter.host:exporter.port`` until SIGTERM / Ctrl-C (docs/operations.md)."""
+    from exporter.server import serve
+
+    serve(Lakehouse.current(paths).cfg, paths)
+    return 0
+
+
 def dev(paths: DataPaths) -> int:
     """`dagster dev` on loopback (webserver + daemon for the sensors) and the router under gunicorn
     beside it; Ctrl-C stops both."""

@@ -617,6 +617,15 @@ class DagsterConfig(_Strict):
     max_runs_per_tick: int = Field(default=25, ge=1)
 
 
+class ExporterConfig(_Strict):
+    """The lake exporter (``run.py -mode exporter``): Prometheus series read from the lake (drift
+    verdicts, retraining requests, A/B looks and guardrail breaches, aliases) for the alert rules
+    of ops/prometheus. One per deployment: the series are the lake's, not a replica's."""
+
+    host: str = Field(default="127.0.0.1", description="Bind address; loopback unless you mean otherwise.")
+    port: int = Field(default=9108, ge=1, le=65535, description="Port of /metrics.")
+
+
 class PipelineConfig(_Strict):
     """Root of the configuration file."""
 
@@ -633,6 +642,7 @@ class PipelineConfig(_Strict):
     ab: ABConfig = Field(default_factory=ABConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     dagster: DagsterConfig = Field(default_factory=DagsterConfig)
+    exporter: ExporterConfig = Field(default_factory=ExporterConfig)
 
     @property
     def sort_metric(self) -> str:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from lake.delta import Lake
-from lake.tables import EXPERIMENTS, EXPERIMENTS_SCHEMA
+from lake.tables import AB_DECISIONS, AB_DECISIONS_SCHEMA, EXPERIMENTS, EXPERIMENTS_SCHEMA
 
 log = logging.getLogger(__name__)
 RUNNING = "running"
@@ -149,3 +149,19 @@ class ExperimentStore:
 
         self.lake.rewrite(EXPERIMENTS, EXPERIMENTS_SCHEMA, change)
         return found["experiment"]
+
+    def log_decision(self, experiment: Experiment, *, action: str, reason: str, run_id: str,
+                     blocked: bool = False, guardrail: str | None = None,
+                     always_valid_p: float | None = None) -> None:
+        """Append one look of the analysis to `ab_decisions` (append-only: `experiments` keeps the
+        last decision only). A blind append is safe for concurrent writers: appends never conflict."""
+        self.lake.append(AB_DECISIONS, pd.DataFrame([{
+            "experiment_id": experiment.experiment_id, "prod_version": experiment.prod_version,
+            "staging_version": experiment.staging_version, "decided_at": datetime.now(UTC), "action": action,
+            "blocked": blocked, "guardrail": guardrail, "always_valid_p": always_valid_p, "reason": reason,
+            "run_id": run_id}]), schema=AB_DECISIONS_SCHEMA)
+
+    def decisions(self) -> pd.DataFrame:
+        """Every logged look, oldest first (empty before the first analysis)."""
+        rows = self.lake.read(AB_DECISIONS, missing_ok=True)
+        return rows.sort_values("decided_at", kind="stable") if len(rows) else rows

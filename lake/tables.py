@@ -25,6 +25,7 @@ MODEL_ALIASES = "model_aliases"
 EXPERIMENTS = "experiments"
 AB_EVENTS = "ab_events"
 AB_FEEDBACK = "ab_feedback"
+AB_DECISIONS = "ab_decisions"
 
 BATCH_COLUMN = "_batch_id"
 SOURCE_FILE_COLUMN = "_source_file"
@@ -241,4 +242,20 @@ AB_FEEDBACK_SCHEMA = pa.schema([
     ("worker", pa.string()),
     ("segment", pa.string()),
     ("ingested_at", TS),
+])
+
+# Every look of the A/B analysis, append-only: `experiments` keeps only an experiment's last
+# decision, this keeps each one with what caused it (the audit trail, and what alerts count).
+AB_DECISIONS_SCHEMA = pa.schema([
+    ("experiment_id", pa.string()),
+    ("prod_version", pa.int64()),        # variant A at the look
+    ("staging_version", pa.int64()),     # variant B at the look
+    ("decided_at", TS),
+    ("action", pa.string()),             # promote | rollback | continue
+    ("blocked", pa.bool_()),             # SRM or uneven labels: no decision possible
+    ("guardrail", pa.string()),          # the breached guardrail of a rollback (error_rate, model_p95_ms,
+                                         # latency_p95_ms, fallback_share), else null
+    ("always_valid_p", pa.float64()),
+    ("reason", pa.string()),
+    ("run_id", pa.string()),             # the Dagster run (or the command line's id) that looked
 ])

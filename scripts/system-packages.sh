@@ -3,11 +3,13 @@
 # installed from Debian's archive only when absent, so a machine that has them is left untouched.
 #   postgresql  - initdb/pg_ctl for the Dagster-on-PostgreSQL tests (tests/support/postgres.py)
 #   prometheus  - prometheus and promtool for the alert-rule tests (tests/ops/test_prometheus.py)
+#   prometheus-alertmanager - alertmanager and amtool for the alert-route test (the same module)
 set -eu
 
 missing=""
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
 
 if [ -z "$missing" ]; then
     exit 0

@@ -21,9 +21,9 @@ from lake.paths import PROJECT_ROOT
 # devservers: the real servers tests and benchmarks start (imports nothing of the project); only
 # bench and tests may import it (rule_devservers_only_for_benchmarks)
 LAYERS = {"config": 0, "devservers": 0, "lake": 1, "features": 2, "serving": 2, "stream": 2, "zoo": 2,
-          "assets": 3, "router": 3, "sensors": 4, "definitions": 5, "cli": 5, "run": 5, "bench": 6}
+          "assets": 3, "router": 3, "exporter": 3, "sensors": 4, "definitions": 5, "cli": 5, "run": 5, "bench": 6}
 INTERNAL = set(LAYERS) | {"tests"}
-DAGSTER_FREE = {"config", "lake", "features", "serving", "stream", "zoo", "router"}
+DAGSTER_FREE = {"config", "lake", "features", "serving", "stream", "zoo", "router", "exporter"}
 # in assets/, Dagster only in each domain's assets.py and in the shared Dagster helpers beside them
 ASSETS_DAGSTER_MODULES = {"assets.resources", "assets.partitions", "assets.metadata", "assets.jobs",
                           "assets.run_health"}

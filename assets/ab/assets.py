@@ -110,6 +110,9 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
     analysis = analyse(events, experiment, cfg.dataset.task, cfg.ab)
     store.update(experiment.experiment_id, actor=f"ab_analysis:{context.run_id}", reason=analysis.decision.reason,
                  decision=analysis.decision.action)
+    store.log_decision(experiment, action=analysis.decision.action, reason=analysis.decision.reason,
+                       run_id=context.run_id, blocked=analysis.decision.blocked,
+                       guardrail=analysis.decision.guardrail, always_valid_p=analysis.decision.always_valid_p)
     report = write_report(analysis, events, paths.reports / "ab_report.html")
     context.log.info("experiment %s: %s (%s)", experiment.experiment_id, analysis.decision.action,
                      analysis.decision.reason)

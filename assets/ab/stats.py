@@ -232,6 +232,7 @@ class Decision:
     reason: str
     always_valid_p: float | None = None
     blocked: bool = False
+    guardrail: str | None = None  # the breached guardrail of a rollback (the key of ``guardrails``)
 
 
 def decide(comparison: Comparison | None, always_valid_p: float | None, srm: StatTest, labels: StatTest, *,
@@ -260,17 +261,18 @@ def decide(comparison: Comparison | None, always_valid_p: float | None, srm: Sta
     err = guardrails.get("error_rate")
     if err and err[1] > err[0] + rules.error_rate_margin:
         return Decision(ROLLBACK, f"guardrail: B's error rate {err[1]:.2%} exceeds A's {err[0]:.2%} "
-                                  f"+ {rules.error_rate_margin:.1%}", always_valid_p)
+                                  f"+ {rules.error_rate_margin:.1%}", always_valid_p, guardrail="error_rate")
     for key, what in (("model_p95_ms", "model latency p95"),
                       ("latency_p95_ms", "request latency p95 (no per-model time logged)")):
         lat = guardrails.get(key)
         if lat and lat[0] > 0 and lat[1] > lat[0] * rules.latency_p95_ratio:
             return Decision(ROLLBACK, f"guardrail: B's {what} {lat[1]:.3g} ms exceeds A's {lat[0]:.3g} ms "
-                                      f"x {rules.latency_p95_ratio}", always_valid_p)
+                                      f"x {rules.latency_p95_ratio}", always_valid_p, guardrail=key)
     fb = guardrails.get("fallback_share")
     if fb and fb[1] > fb[0] + rules.fallback_share_margin:
         return Decision(ROLLBACK, f"guardrail: B's fallback share {fb[1]:.1%} exceeds A's {fb[0]:.1%} "
-                                  f"+ {rules.fallback_share_margin:.0%}", always_valid_p)
+                                  f"+ {rules.fallback_share_margin:.0%}", always_valid_p,
+                            guardrail="fallback_share")
     if rules.undefined_effect is not None:
         return Decision(CONTINUE, rules.undefined_effect, always_valid_p)
     if comparison is None or min(comparison.n_a, comparison.n_b) < rules.min_samples:

@@ -100,6 +100,10 @@ def test_the_loop_promotes_a_better_staging(tmp_path: Path) -> None:
     meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     assert meta["decision"] == "promote", meta["reason"]
     experiment = ExperimentStore(pipe.lake).running()
+    [look] = ExperimentStore(pipe.lake).decisions().to_dict("records")  # the look, appended to the trail
+    assert (look["experiment_id"], look["action"], look["run_id"], look["reason"]) == (
+        experiment.experiment_id, "promote", analysis.run_id, meta["reason"])
+    assert pd.isna(look["guardrail"]) and not look["blocked"] and look["prod_version"] == before["prod"]
     on_pairs = analyse(labelled_events(pipe.lake, experiment.experiment_id), experiment, "classification",
                        pipe.cfg.ab.model_copy(update={"decision_basis": "paired"}))
     assert on_pairs.comparison.paired and on_pairs.decision.action == "promote"

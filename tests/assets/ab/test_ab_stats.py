@@ -110,6 +110,9 @@ def test_guardrails_roll_back_and_the_minimum_sample_waits() -> None:
     assert errors.action == ROLLBACK and "error rate 2.00%" in errors.reason
     within = decide(c, 0.5, OK, OK, guardrails={"error_rate": (0.001, 0.0105)}, rules=RULES)
     assert within.action == CONTINUE  # 0.95 points above A: inside the 1-point margin
+    # the breached guardrail is named in the decision (ab_decisions.guardrail, what alerts count)
+    assert [d.guardrail for d in (slow, model, fallbacks, errors, within)] == [
+        "latency_p95_ms", "model_p95_ms", "fallback_share", "error_rate", None]
     few = decide(compare_means([0, 1] * 50, [0, 0] * 50), 1e-6, OK, OK, guardrails={}, rules=RULES)
     assert few.action == CONTINUE and "100 of 200" in few.reason
 
