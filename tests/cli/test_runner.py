@@ -55,7 +55,7 @@ def test_a_failed_run_is_a_result_with_the_steps_error_not_an_exception(exported
 
 
 def test_every_mode_is_parsed_and_documented_in_run_py() -> None:
-    assert list(MODES) == ["update", "stream", "ingest", "demo", "dev", "inference", "summary", "analyse",
+    assert list(MODES) == ["update", "stream", "ingest", "demo", "dev", "exporter", "inference", "summary", "analyse",
                            "promote", "rollback", "simulate"]
     for mode in MODES:
         assert f"-mode {mode}" in run.__doc__
