@@ -1,8 +1,9 @@
 """A Prometheus collector over :func:`lake.status.lake_status`: each scrape reads the lake once.
 
-Counters are counts of rows of append-only facts (a drift verdict that requested retraining, a
-look of the A/B analysis that breached a guardrail), so ``increase()`` over them is the number of
-new events whichever exporter process (or restart) served them. A lake that cannot be read gives
+Counters are counts of rows of an append-only table (the looks of the A/B analysis in
+``ab_decisions``), so ``increase()`` over them is the number of new events whichever exporter
+process (or restart) served them. Drift verdicts can be overwritten by a re-check, so their counts
+are gauges, and the time of the newest retraining request carries the event. A lake that cannot be read gives
 ``lakehouse_lake_up 0`` and the error in the log, not stale numbers.
 """
 
@@ -46,17 +47,23 @@ class LakeCollector(Collector):
 
 def series(status: LakeStatus) -> Iterator[Metric]:
     """The metric families of one status read."""
+    # drift's batch verdicts are state, not events: a re-check against a new prod overwrites a
+    # batch's verdict, so these counts may fall and are gauges (a falling counter reads as a reset
+    # and increase() would invent a rise). The alert watches the newest request's time instead.
     for name, help_text, value in (
-            ("lakehouse_drift_batches", "Batches with a drift verdict.", status.drift_batches),
-            ("lakehouse_drift_batches_drifted", "Batches whose drift verdict was drifted.",
+            ("lakehouse_drift_batches", "Batches with a drift verdict (now).", status.drift_batches),
+            ("lakehouse_drift_batches_drifted", "Batches whose drift verdict is drifted (now).",
              status.drift_batches_drifted),
-            ("lakehouse_drift_retrain_requests", "Batches whose drift (persistent over drift.persistence_batches) "
-             "requested a retraining run.", status.retrain_requests),
-            ("lakehouse_ab_decisions_blocked", "Looks of the A/B analysis blocked by SRM or uneven labels.",
-             status.decisions_blocked)):
-        counter = CounterMetricFamily(name, help_text)
-        counter.add_metric([], value)
-        yield counter
+            ("lakehouse_drift_retrain_requested_batches", "Batches whose verdict requested a retraining run "
+             "(drift persistent over drift.persistence_batches), now.", status.retrain_requests)):
+        gauge = GaugeMetricFamily(name, help_text)
+        gauge.add_metric([], value)
+        yield gauge
+    # looks of the A/B analysis are rows of the append-only ab_decisions table: true counters
+    blocked = CounterMetricFamily("lakehouse_ab_decisions_blocked", "Looks of the A/B analysis blocked by SRM "
+                                  "or uneven labels.")
+    blocked.add_metric([], status.decisions_blocked)
+    yield blocked
     decisions = CounterMetricFamily("lakehouse_ab_decisions", "Looks of the A/B analysis by their decision.",
                                     labels=["action"])
     for action, n in status.decisions.items():

@@ -21,6 +21,11 @@ from lake.tables import AB_DECISIONS, AB_DECISIONS_SCHEMA, EXPERIMENTS, EXPERIME
 
 log = logging.getLogger(__name__)
 RUNNING = "running"
+# the decisions of one look of the A/B analysis (assets/ab/stats.py decide) and the guardrails a
+# rollback can name: the rows of ab_decisions hold these, the lake exporter gives each a series
+PROMOTE, ROLLBACK, CONTINUE = "promote", "rollback", "continue"
+DECISION_ACTIONS = (PROMOTE, ROLLBACK, CONTINUE)
+GUARDRAILS = ("error_rate", "model_p95_ms", "latency_p95_ms", "fallback_share")
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from lake.delta import Lake
-from lake.experiments import RUNNING, Experiment, ExperimentStore
+from lake.experiments import DECISION_ACTIONS, GUARDRAILS, RUNNING, Experiment, ExperimentStore
 from lake.registry import ModelRegistry
 from lake.tables import DRIFT, DRIFT_BATCH_ROW, MODEL_ALIASES
 
-# every guardrail the A/B decision knows (assets/ab/stats.py decide): each gets a series from the
-# start, so the first breach is an increase from 0 that Prometheus can see
-GUARDRAILS = ("error_rate", "model_p95_ms", "latency_p95_ms", "fallback_share")
-DECISION_ACTIONS = ("promote", "rollback", "continue")
-
+# every guardrail and decision (lake.experiments) gets a series from the start, so the first
+# breach is an increase from 0 that Prometheus can see
 
 @dataclass(frozen=True)
 class LakeStatus:

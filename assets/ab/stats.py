@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special, stats
 
-PROMOTE, ROLLBACK, CONTINUE = "promote", "rollback", "continue"
+from lake.experiments import CONTINUE, PROMOTE, ROLLBACK
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import LakeCollector
 from lake.delta import Lake
-from lake.experiments import ExperimentStore
+from lake.experiments import GUARDRAILS, ExperimentStore
 from lake.registry import ModelRegistry
-from lake.status import GUARDRAILS, lake_status
+from lake.status import lake_status
 from lake.tables import DRIFT, DRIFT_BATCH_ROW, DRIFT_SCHEMA
 
 
@@ -41,7 +41,7 @@ def test_counts_from_the_lake_and_every_guardrail_from_zero(tmp_path: Path) -> N
     registry = ModelRegistry(lake, tmp_path / "artifacts")
     empty = _scrape(registry)  # a fresh lake: every counter at 0, so a first event is an increase
     assert empty[("lakehouse_lake_up", ())] == 1.0
-    assert empty[("lakehouse_drift_retrain_requests_total", ())] == 0.0
+    assert empty[("lakehouse_drift_retrain_requested_batches", ())] == 0.0
     assert {empty[("lakehouse_ab_guardrail_breaches_total", (("guardrail", g),))] for g in GUARDRAILS} == {0.0}
 
     t0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -64,8 +64,9 @@ def test_counts_from_the_lake_and_every_guardrail_from_zero(tmp_path: Path) -> N
     assert status.running.experiment_id == experiment.experiment_id
 
     seen = _scrape(registry)
-    assert seen[("lakehouse_drift_retrain_requests_total", ())] == 2.0
-    assert seen[("lakehouse_drift_batches_drifted_total", ())] == 3.0
+    assert seen[("lakehouse_drift_retrain_requested_batches", ())] == 2.0
+    assert seen[("lakehouse_drift_batches_drifted", ())] == 3.0
+    assert seen[("lakehouse_ab_decisions_blocked_total", ())] == 1.0
     assert seen[("lakehouse_ab_decisions_total", (("action", "continue"),))] == 2.0
     assert seen[("lakehouse_ab_guardrail_breaches_total", (("guardrail", "fallback_share"),))] == 1.0
     assert seen[("lakehouse_ab_experiment_split_b", (("experiment_id", experiment.experiment_id),
@@ -73,6 +74,16 @@ def test_counts_from_the_lake_and_every_guardrail_from_zero(tmp_path: Path) -> N
     assert seen[("lakehouse_drift_last_retrain_request_timestamp_seconds", ())] == status.last_retrain_request_at
     logged = store.decisions()
     assert list(logged["run_id"]) == ["r1", "r2", "r3"] and logged["always_valid_p"].iloc[-1] == 0.4
+
+    # a re-check against a new prod overwrites b3's verdict: the drift figures are state and fall
+    # (as gauges; a falling counter would read as a reset and raise a false alert)
+    lake.overwrite_batch(DRIFT, _drift_rows("b3", drifted=False, retrain=False, at=t0 + pd.Timedelta(hours=5)),
+                         "b3", schema=DRIFT_SCHEMA, column="batch_id")
+    rechecked = _scrape(registry)
+    assert rechecked[("lakehouse_drift_retrain_requested_batches", ())] == 1.0
+    assert rechecked[("lakehouse_drift_batches_drifted", ())] == 2.0
+    assert rechecked[("lakehouse_drift_last_retrain_request_timestamp_seconds", ())] == \
+        (t0 + pd.Timedelta(hours=2)).timestamp()
 
 
 def test_an_unreadable_lake_is_up_0_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -83,5 +94,5 @@ def test_an_unreadable_lake_is_up_0_and_logged(tmp_path: Path, caplog: pytest.Lo
         log_file.write_text("{not json")  # a corrupt commit: reading the table raises
     seen = _scrape(ModelRegistry(lake, tmp_path / "artifacts"))
     assert seen[("lakehouse_lake_up", ())] == 0.0
-    assert ("lakehouse_drift_retrain_requests_total", ()) not in seen  # no stale or made-up numbers
+    assert ("lakehouse_drift_retrain_requested_batches", ()) not in seen  # no stale or made-up numbers
     assert "reading the lake" in caplog.text and str(tmp_path / "lake") in caplog.text
