@@ -8,9 +8,10 @@ from pathlib import Path
 import dagster as dg
 
 from config import PipelineConfig, load_config, resolve_config_path
+from lake.batch_files import BatchFiles
 from lake.delta import Lake
 from lake.files import FileRoot
-from lake.open import open_lake, open_registry, open_shared_root
+from lake.open import open_batch_files, open_lake, open_registry, open_shared_root
 from lake.paths import DataPaths, data_paths
 from lake.registry import ModelRegistry
 
@@ -42,3 +43,7 @@ class LakehouseResource(dg.ConfigurableResource):
     def shared_root(self) -> FileRoot | None:
         """``storage.root_uri`` as files (the replicas' shipped request log), None on one machine."""
         return open_shared_root(self.cfg(), self.paths())
+
+    def batch_files(self) -> BatchFiles:
+        """The inbox, archive and quarantine (on the storage root when there is one)."""
+        return open_batch_files(self.cfg(), self.paths())

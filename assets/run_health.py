@@ -120,12 +120,11 @@ def ingest_max_runtime(instance: dg.DagsterInstance, file_bytes: int, margin: fl
     return margin * max(expected) if expected else None
 
 
-def ingest_run_tags(instance: dg.DagsterInstance, source: Path, margin: float,
+def ingest_run_tags(instance: dg.DagsterInstance, source_file: str, size: int, margin: float,
                     explicit: float | None = None) -> dict[str, str]:
-    """The tags of an ingest run of batch file ``source``: its name, its size and, once it can be
-    derived (:func:`ingest_max_runtime`), the run's timeout."""
-    size = source.stat().st_size
-    tags = {"lakehouse/source_file": source.name, SOURCE_BYTES_TAG: str(size)}
+    """The tags of an ingest run of batch file ``source_file`` of ``size`` bytes: its name, its
+    size and, once it can be derived (:func:`ingest_max_runtime`), the run's timeout."""
+    tags = {"lakehouse/source_file": source_file, SOURCE_BYTES_TAG: str(size)}
     limit = ingest_max_runtime(instance, size, margin, explicit)
     if limit is not None:
         tags[MAX_RUNTIME_SECONDS_TAG] = f"{limit:.0f}"

@@ -30,7 +30,7 @@ from assets.ingest.batch import ingest_batch
 from assets.ingest.steps import cleaning_step, features_step, quality_step
 from config import load_config
 from lake.delta import to_arrow
-from lake.open import open_lake
+from lake.open import open_batch_files, open_lake
 from lake.paths import data_paths
 from lake.tables import BATCH_COLUMN, RAW
 from stream.emulator import order_by_time, plan_batches, write_batch_file
@@ -40,7 +40,7 @@ from stream.sources import load_source
 def pipeline(lake, cfg, paths, batch_id: str) -> float:
     """All per-batch steps; returns the seconds of the raw step alone (to compare with the baseline)."""
     started = time.perf_counter()
-    ingest_batch(batch_id, cfg, paths, lake)
+    ingest_batch(batch_id, cfg, open_batch_files(cfg, paths), lake)
     raw_seconds = time.perf_counter() - started
     quality_step(lake, cfg, batch_id)
     cleaning_step(lake, cfg, batch_id)

@@ -62,7 +62,7 @@ from bench.serving_peers import floor_body, floor_server, inputs_of
 from config import load_config
 from devservers.object_store import throwaway_object_store
 from lake.files import FileRoot
-from lake.open import open_lake, open_registry
+from lake.open import open_batch_files, open_lake, open_registry
 from lake.paths import data_paths
 from router.server import RouterProcess, config_with_router, free_port
 from serving.scoring import ServedModel
@@ -80,8 +80,12 @@ def _median(fn: Callable[[], object], repeats: int) -> float:
 
 
 def _ingest(cfg, paths, lake, rows, batch_id: str) -> None:
-    write_batch_file(rows, paths.inbox, batch_id, "parquet")
-    ingest_batch(batch_id, cfg, paths, lake)
+    """An upstream's drop into the configured inbox (the bucket's on the object store), then the
+    per-batch steps: the network path is in both the delivery and the ingestion."""
+    files = open_batch_files(cfg, paths)
+    with tempfile.TemporaryDirectory(dir=paths.root) as tmp:
+        files.put(write_batch_file(rows, Path(tmp), batch_id, "parquet"))
+    ingest_batch(batch_id, cfg, files, lake)
     quality_step(lake, cfg, batch_id)
     cleaning_step(lake, cfg, batch_id)
     features_step(lake, cfg, batch_id)

@@ -119,6 +119,7 @@ def run_demo(paths: DataPaths, batches: int | None, initial: int | None = None) 
     with a drift check per batch (a drifted batch starts the retraining drift_sensor would), then
     as many users as the latest batches hold against the router (sized by :func:`demo_sizing`)."""
     from assets.jobs import INGEST_JOB, RETRAIN_JOB
+    from lake.batch_files import INBOX
     from stream.emulator import StreamEmulator
 
     house = Lakehouse.current(paths)
@@ -134,7 +135,8 @@ def run_demo(paths: DataPaths, batches: int | None, initial: int | None = None) 
           f"the first {first} now, the others after the first model", flush=True)
     for _ in range(first):
         emulator.emit_next()
-    print(f"[2/7] ingest: {first} files in {paths.inbox}, one {INGEST_JOB} run each", flush=True)
+    print(f"[2/7] ingest: {first} files in {house.batch_files.location(INBOX)}, one {INGEST_JOB} run each",
+          flush=True)
     results = ingest_pending(paths)
     print_summary(house)
     print(f"[3/7] train: {RETRAIN_JOB}, PyCaret AutoML over {cfg.training.models} "

@@ -12,8 +12,9 @@ import yaml
 
 from config import PipelineConfig, load_config
 from config.loader import CONFIG_ENV
+from lake.batch_files import BatchFiles
 from lake.delta import Lake
-from lake.open import open_lake, open_registry
+from lake.open import open_batch_files, open_lake, open_registry
 from lake.paths import DATA_ENV, PROJECT_ROOT, DataPaths, data_paths, route_pycaret_log
 from lake.registry import ModelRegistry
 
@@ -90,6 +91,11 @@ class Lakehouse:
     @cached_property
     def registry(self) -> ModelRegistry:
         return open_registry(self.cfg, self.paths)
+
+    @cached_property
+    def batch_files(self) -> BatchFiles:
+        """The inbox, archive and quarantine (on the storage root when there is one)."""
+        return open_batch_files(self.cfg, self.paths)
 
     def aliases(self) -> dict[str, int]:
         """The registry's aliases now (read anew: a job run may just have moved them)."""

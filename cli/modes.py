@@ -39,10 +39,12 @@ def update(paths: DataPaths) -> int:
 
 def stream(paths: DataPaths) -> int:
     """Emit every remaining batch into the inbox (nothing ingested)."""
+    from lake.batch_files import INBOX
     from stream.emulator import StreamEmulator
 
-    emitted = StreamEmulator(Lakehouse.current(paths).cfg, paths).emit_all()
-    print(f"emitted {len(emitted)} batch file(s) into {paths.inbox}")
+    house = Lakehouse.current(paths)
+    emitted = StreamEmulator(house.cfg, paths).emit_all()
+    print(f"emitted {len(emitted)} batch file(s) into {house.batch_files.location(INBOX)}")
     return 0
 
 

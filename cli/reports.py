@@ -44,6 +44,7 @@ def batch_overview(lake: Lake) -> pd.DataFrame:
 
 def print_summary(house: Lakehouse) -> None:
     """The batches, each table's size and version, and where the reports and the UI are."""
+    from lake.batch_files import QUARANTINE
     from lake.tables import CLEANED, FEATURES, QUALITY, RAW, SCHEMA_CONTRACT
 
     lake, paths = house.lake, house.paths
@@ -59,7 +60,7 @@ def print_summary(house: Lakehouse) -> None:
             dt = lake.table(table)
             print(f"  table {table:<16} {dt.count():>8} rows  v{dt.version():<4} {lake.uri(table)}")
     print(f"  EDA report: {paths.reports / 'eda_report.html'}")
-    print(f"  quarantine: {paths.quarantine}")
+    print(f"  quarantine: {house.batch_files.location(QUARANTINE)}")
     print("  Dagster UI: `make dev`, then open http://127.0.0.1:3000 (the runs above are in its history)")
 
 

@@ -92,8 +92,9 @@ class JobRunner:
         """The job definition (building the definitions on first use)."""
         return _definitions(os.environ.get(CONFIG_ENV), str(self.paths.root)).resolve_job_def(name)
 
-    def ingest_tags(self, source: Path) -> dict[str, str]:
-        """The tags of an ingest run of ``source``, as the inbox sensor gives them (its size and timeout)."""
+    def ingest_tags(self, source_file: str, size: int) -> dict[str, str]:
+        """The tags of an ingest run of batch file ``source_file``, as the inbox sensor gives them
+        (its size and timeout)."""
         import dagster as dg
 
         from assets.run_health import ingest_run_tags
@@ -101,7 +102,7 @@ class JobRunner:
 
         ingest = load_config().ingest
         with dg.DagsterInstance.get() as instance:
-            return ingest_run_tags(instance, source, ingest.runtime_margin, ingest.max_runtime_seconds)
+            return ingest_run_tags(instance, source_file, size, ingest.runtime_margin, ingest.max_runtime_seconds)
 
     def run(self, name: str, run_config: dict[str, Any] | None = None, *, partition_key: str | None = None,
             tags: dict[str, str] | None = None, log_level: str | None = "WARNING") -> JobRun:
@@ -134,15 +135,18 @@ def ingest_pending(paths: DataPaths, quiet: bool = True) -> list[BatchResult]:
     from tqdm import tqdm
 
     from assets.jobs import INGEST_JOB
+    from config import load_config
+    from lake.open import open_batch_files
     from sensors.inbox import quarantine_invalid_names, scan_inbox
 
     runner = JobRunner(paths)
     runner.job(INGEST_JOB)  # build the definitions before the inbox is read, as the runs will need them
     results = []
-    pending = quarantine_invalid_names(scan_inbox(paths.inbox), paths.quarantine)
+    files = open_batch_files(load_config(), paths)
+    pending = quarantine_invalid_names(files, scan_inbox(files))
     for f in tqdm(pending, desc=INGEST_JOB, unit="batch", disable=not pending):
         started = time.perf_counter()
-        run = runner.run(INGEST_JOB, partition_key=f.batch_id, tags=runner.ingest_tags(f.path),
+        run = runner.run(INGEST_JOB, partition_key=f.batch_id, tags=runner.ingest_tags(f.name, f.size),
                          log_level="WARNING" if quiet else None)
         outcome = run.as_result(f.batch_id)
         status = batch_status(paths, f.batch_id)

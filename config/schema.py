@@ -592,8 +592,10 @@ class StorageConfig(_Strict):
     store (``root_uri: s3://bucket/prefix``) for several machines."""
 
     root_uri: str | None = Field(default=None, description="One root for what the system keeps beyond a "
-                                 "machine: the lake at <root>/lake and the model artifacts at <root>/artifacts "
-                                 "(e.g. s3://bucket/lakehouse). Default: the data root's lake/ and artifacts/.")
+                                 "machine: the lake at <root>/lake, the model artifacts at <root>/artifacts, the "
+                                 "batch files at <root>/{inbox,archive,quarantine} and the replicas' shipped request "
+                                 "log at <root>/events (e.g. s3://bucket/lakehouse). Default: the data root's "
+                                 "folders.")
     lake_uri: str | None = Field(default=None, description="The lake alone elsewhere (e.g. s3://bucket/lake); "
                                  "overrides <root_uri>/lake; default <data root>/lake")
     storage_options: dict[str, str] = Field(default_factory=dict)

@@ -155,6 +155,42 @@ class FileRoot:
         return {info.path[len(self._base) + 1:]: int(info.size) for info in self._fs.get_file_info(selector)
                 if info.type == pafs.FileType.File}
 
+    def list_info(self, prefix: str) -> dict[str, tuple[int, int]]:
+        """The files directly under ``prefix/`` (not in sub-folders): key -> (size, mtime in ns),
+        from one listing. The pair changes when a file is replaced, which the inbox sensor uses."""
+        prefix = _clean(prefix)
+        if self.local:
+            base = self.root / prefix
+            if not base.is_dir():
+                return {}
+            out = {}
+            for p in base.iterdir():
+                st = p.stat()
+                if p.is_file():
+                    out[p.relative_to(self.root).as_posix()] = (st.st_size, st.st_mtime_ns)
+            return out
+        selector = pafs.FileSelector(self._remote(prefix), recursive=False, allow_not_found=True)
+        return {info.path[len(self._base) + 1:]: (int(info.size), int(info.mtime_ns or 0))
+                for info in self._fs.get_file_info(selector) if info.type == pafs.FileType.File}
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write a small file whole or not at all (see :meth:`put_file`)."""
+        fd, tmp = tempfile.mkstemp(prefix=".write.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            self.put_file(Path(tmp), key)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        """Remove a file (FileNotFoundError when absent)."""
+        if self.local:
+            (self.root / _clean(key)).unlink()
+            return
+        self._require(key)
+        self._fs.delete_file(self._remote(key))
+
     def exists(self, key: str) -> bool:
         if self.local:
             return (self.root / _clean(key)).is_file()

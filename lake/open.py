@@ -4,6 +4,7 @@ line and the Dagster resource all open them the same way)."""
 from __future__ import annotations
 
 from config import PipelineConfig
+from lake.batch_files import BatchFiles
 from lake.delta import Lake
 from lake.files import FileRoot
 from lake.paths import DataPaths
@@ -41,3 +42,11 @@ def open_shared_root(cfg: PipelineConfig, paths: DataPaths) -> FileRoot | None:
         return None
     return FileRoot(cfg.storage.root_uri.rstrip("/"), cfg.storage.storage_options,
                     cache_dir=paths.root / "cache" / "root")
+
+
+def open_batch_files(cfg: PipelineConfig, paths: DataPaths) -> BatchFiles:
+    """The inbox, archive and quarantine of a configuration: on the shared storage root
+    (``storage.root_uri``) when there is one, so every machine sees the same batches, else in the
+    data root (``data/inbox`` ...)."""
+    shared = open_shared_root(cfg, paths)
+    return BatchFiles(shared if shared is not None else FileRoot(paths.root))

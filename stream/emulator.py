@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import Tick
 
 from config.schema import PipelineConfig, StreamConfig
+from lake.batch_files import INBOX
+from lake.open import open_batch_files
 from lake.paths import DataPaths
 
 log = logging.getLogger(__name__)
@@ -84,7 +87,8 @@ def window_index(times: pd.Series, window: str) -> np.ndarray:
 @dataclass(frozen=True)
 class EmittedBatch:
     batch_id: str
-    path: Path
+    name: str          # the file name in the inbox
+    location: str      # where it went: <inbox>/<name>, a path or a URI
     rows: int
     time_min: pd.Timestamp
     time_max: pd.Timestamp
@@ -139,11 +143,16 @@ class StreamEmulator:
             return None
         batch = plan[pos]
         rows = ordered.iloc[batch.start: batch.stop].drop(columns="_t")
-        path = write_batch_file(rows, self.paths.inbox, batch.batch_id, self.cfg.stream.file_format)
+        files = open_batch_files(self.cfg, self.paths)
+        # written whole under a temporary name, then delivered into the inbox whole (an upstream's drop)
+        with tempfile.TemporaryDirectory(dir=self.paths.root, prefix=".emit.") as tmp:
+            path = write_batch_file(rows, Path(tmp), batch.batch_id, self.cfg.stream.file_format)
+            file = files.put(path)
         self._save_position(pos + 1)
+        location = f"{files.location(INBOX)}/{file.name}"
         log.info("stream: emitted %s (%d rows, %s .. %s) -> %s", batch.batch_id, len(rows),
-                 batch.time_min, batch.time_max, path)
-        return EmittedBatch(batch.batch_id, path, len(rows), batch.time_min, batch.time_max)
+                 batch.time_min, batch.time_max, location)
+        return EmittedBatch(batch.batch_id, file.name, location, len(rows), batch.time_min, batch.time_max)
 
     def emit_all(self) -> list[EmittedBatch]:
         """Write every remaining batch into the inbox."""

@@ -20,6 +20,8 @@ import pandas as pd
 import requests
 
 from features import encode_target
+from lake.batch_files import ARCHIVE, BatchFiles
+from lake.open import open_batch_files
 from lake.paths import DataPaths
 from stream.sources import read_file
 
@@ -149,21 +151,22 @@ class UserPool:
     available: int           # rows the pooled files hold
 
 
-def latest_rows(paths: DataPaths, count: int | None, seed: int = 0, *, skip: frozenset[str] = frozenset()) -> UserPool:
-    """Pool the archived batch files newest first until they hold ``count`` rows (every file not
-    in ``skip`` when ``count`` is None), then draw ``count`` of them (fixed seed); fewer when the
-    files hold fewer: the traffic is as large as the data can supply, never a fixed size."""
-    files = [f for f in sorted(paths.archive.iterdir()) if f.is_file() and not f.name.startswith(".")] \
-        if paths.archive.exists() else []
-    if not files:
-        raise LookupError(f"no ingested batch file in {paths.archive}: ingest batches first")
+def latest_rows(files: BatchFiles, count: int | None, seed: int = 0, *,
+                skip: frozenset[str] = frozenset()) -> UserPool:
+    """Pool the archived batch files (on the storage root) newest first until they hold ``count``
+    rows (every file not in ``skip`` when ``count`` is None), then draw ``count`` of them (fixed
+    seed); fewer when the files hold fewer: the traffic is as large as the data can supply, never
+    a fixed size."""
+    archived = files.list(ARCHIVE)
+    if not archived:
+        raise LookupError(f"no ingested batch file in {files.location(ARCHIVE)}: ingest batches first")
     frames: list[pd.DataFrame] = []
     batches: list[str] = []
-    for path in reversed(files):
-        if path.stem in skip:
+    for file in reversed(archived):
+        if file.batch_id in skip:
             continue
-        frames.append(read_file(path, as_strings=True))
-        batches.append(path.stem)
+        frames.append(read_file(files.local_copy(file), as_strings=True))
+        batches.append(file.batch_id)
         if count is not None and sum(map(len, frames)) >= count:
             break
     pooled = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -178,7 +181,7 @@ def simulate(cfg: Any, paths: DataPaths, url: str, *, users: int | None, rate: f
     batches not in ``skip`` hold when None) call /predict (one request each), then, ``label_delay``
     seconds later, their true labels go to /feedback for ``label_share`` of the answers. Bounded by
     the rows and ``duration``; loopback is where the router runs in every command of this project."""
-    pool = latest_rows(paths, users, seed, skip=skip)
+    pool = latest_rows(open_batch_files(cfg, paths), users, seed, skip=skip)
     rows = pool.rows
     info = requests.get(f"{url}/model_info", timeout=30).json()
     ids = [f"user-{seed}-{i:05d}" for i in range(len(rows))]

@@ -78,7 +78,7 @@ def drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
     context.log.info("drift of %s: %s", context.partition_key, result.verdict["reason"])
     crash_point("after_drift")  # its rows committed (or none: no prod model to compare with yet)
     # the batch's last step committed: it is ingested, and its file leaves the inbox
-    complete_batch(lake, lakehouse.paths(), context.partition_key)
+    complete_batch(lake, lakehouse.batch_files(), context.partition_key)
     yield dg.MaterializeResult(metadata=drift_metadata(result, lake.uri(DRIFT)))
     yield dg.AssetCheckResult(
         check_name=DRIFT_CHECK, asset_key="drift", passed=not result.verdict.get("drifted", False),

@@ -21,6 +21,7 @@ from assets.partitions import batches_partitions
 from assets.resources import LakehouseResource
 from config.schema import QUALITY_CHECKS, PipelineConfig
 from features import FeatureSpec
+from lake.batch_files import QUARANTINE
 from lake.tables import FEATURES, QUALITY, QUALITY_BATCH_ROW, RAW
 
 INGEST_GROUP = "ingest"
@@ -40,15 +41,15 @@ def _step(fn, *args):
                       "`batches` row says `ingesting` until its drift step committed (then `ingested` "
                       "and the file is archived).")
 def raw(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
-    cfg, paths, lake = lakehouse.cfg(), lakehouse.paths(), lakehouse.lake()
+    cfg, files, lake = lakehouse.cfg(), lakehouse.batch_files(), lakehouse.lake()
     batch_id = context.partition_key
     try:
-        outcome = ingest_batch(batch_id, cfg, paths, lake, run_id=context.run_id)
+        outcome = ingest_batch(batch_id, cfg, files, lake, run_id=context.run_id)
     except BatchRejected as rejection:
         raise dg.Failure(
             description=f"batch {batch_id} quarantined ({rejection.code}): {rejection.message}",
             metadata={"reason_code": rejection.code, "reason": rejection.message,
-                      "quarantine": dg.MetadataValue.path(str(paths.quarantine)),
+                      "quarantine": dg.MetadataValue.path(files.location(QUARANTINE)),
                       "details": dg.MetadataValue.json(rejection.details)},
             allow_retries=False,
         ) from rejection
@@ -97,7 +98,7 @@ def build_quality_asset(cfg: PipelineConfig) -> dg.AssetsDefinition:
         })
         blocked = [o.name for o in result.checks if not o.passed and o.name in lakehouse.cfg().quality.blocking_checks]
         if blocked:  # the steps after this one will not run: the batch is complete as far as it goes
-            complete_batch(lakehouse.lake(), lakehouse.paths(), context.partition_key, BLOCKED)
+            complete_batch(lakehouse.lake(), lakehouse.batch_files(), context.partition_key, BLOCKED)
             context.log.warning("batch %s blocked by quality check(s) %s", context.partition_key, blocked)
         for outcome in result.checks:
             yield dg.AssetCheckResult(check_name=outcome.name, asset_key="quality", passed=bool(outcome.passed),

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ import pandas as pd
 from assets.ingest.contract import Contract
 from assets.ingest.limits import FileRejected, Limits, check_before_parsing, check_frame
 from config.schema import PipelineConfig
+from lake.batch_files import BatchFile, BatchFiles
 from serving.parsing import as_text, parse_numeric, parse_time, share
 from stream.sources import detect_format, read_file
 
@@ -166,23 +165,15 @@ def batch_meta(raw: pd.DataFrame, typed: pd.DataFrame, time_column: str) -> dict
     }
 
 
-def quarantine_file(path: Path, quarantine_dir: Path, batch_id: str, rejection: BatchRejected,
-                    run_id: str | None = None) -> Path:
-    """Move a rejected file to quarantine and write ``<name>.reason.json`` beside it.
-
-    The reason is written first (under a temporary name, then renamed), so a crash in between
-    leaves the file in the inbox to be retried, never a quarantined file without its reason.
-    """
-    quarantine_dir.mkdir(parents=True, exist_ok=True)
-    target = quarantine_dir / path.name
-    reason = {"batch_id": batch_id, "file": path.name, "code": rejection.code,
+def quarantine_file(files: BatchFiles, file: BatchFile, rejection: BatchRejected,
+                    run_id: str | None = None) -> str:
+    """Move a rejected file to the quarantine of ``files`` with ``<name>.reason.json`` beside it
+    (written first: a crash in between leaves the file in the inbox to be retried, never a
+    quarantined file without its reason); returns where the file went."""
+    reason = {"batch_id": file.batch_id, "file": file.name, "code": rejection.code,
               "reason": rejection.message, "explanation": REASON_CODES[rejection.code],
               "details": rejection.details, "quarantined_at": datetime.now(UTC).isoformat(),
               "run_id": run_id}
-    reason_path = quarantine_dir / f"{path.name}.reason.json"
-    tmp = quarantine_dir / f".{path.name}.reason.json.tmp"
-    tmp.write_text(json.dumps(reason, indent=2, default=str))
-    os.replace(tmp, reason_path)
-    shutil.move(str(path), target)
-    log.warning("quarantined %s (%s): %s", path.name, rejection.code, rejection.message)
+    target = files.quarantine(file, reason)
+    log.warning("quarantined %s (%s) to %s: %s", file.name, rejection.code, target, rejection.message)
     return target

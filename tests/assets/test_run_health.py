@@ -79,11 +79,9 @@ def test_the_ingest_timeout_is_derived_from_the_slowest_success_scaled_to_the_fi
 
 
 def test_an_ingest_run_carries_its_file_size_and_timeout(tmp_path: Path) -> None:
-    source = tmp_path / "batch_00009.csv"
-    source.write_bytes(b"x" * 2000)
     with dg.DagsterInstance.ephemeral() as instance:
-        assert ingest_run_tags(instance, source, 10.0) == {"lakehouse/source_file": "batch_00009.csv",
+        assert ingest_run_tags(instance, "batch_00009.csv", 2000, 10.0) == {"lakehouse/source_file": "batch_00009.csv",
                                                            SOURCE_BYTES_TAG: "2000"}
         [seconds] = _ingest_runs(instance, [({SOURCE_BYTES_TAG: "1000"}, 0.2, True)])
-        tags = ingest_run_tags(instance, source, 10.0)
+        tags = ingest_run_tags(instance, "batch_00009.csv", 2000, 10.0)
         assert float(tags[MAX_RUNTIME_SECONDS_TAG]) == pytest.approx(10 * seconds * 2, abs=0.5)

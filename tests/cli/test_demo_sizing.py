@@ -12,6 +12,8 @@ from scipy import stats
 
 from cli.demo import demo_sizing
 from config import load_config
+from lake.batch_files import BatchFiles
+from lake.files import FileRoot
 from lake.paths import data_paths
 from stream.traffic import latest_rows
 from tests.conftest import write_config
@@ -87,16 +89,16 @@ def _archive(tmp_path: Path, sizes: list[int]) -> Path:
 
 
 def test_users_are_pooled_from_the_latest_batches_as_many_as_they_hold(tmp_path: Path) -> None:
-    paths = data_paths(_archive(tmp_path, [300, 200, 150]))
-    pool = latest_rows(paths, 320)
+    files = BatchFiles(FileRoot(_archive(tmp_path, [300, 200, 150])))
+    pool = latest_rows(files, 320)
     assert (pool.batches, pool.available, len(pool.rows)) == (["batch_00003", "batch_00002"], 350, 320)
     assert pool.rows["k"].str.split("-").str[0].isin(["2", "3"]).all()
-    everything = latest_rows(paths, 10_000)  # more than the data holds: all of it, no error
+    everything = latest_rows(files, 10_000)  # more than the data holds: all of it, no error
     assert (len(everything.rows), everything.available, len(everything.batches)) == (650, 650, 3)
-    unseen = latest_rows(paths, None, skip=frozenset({"batch_00001"}))
+    unseen = latest_rows(files, None, skip=frozenset({"batch_00001"}))
     assert (unseen.batches, len(unseen.rows)) == (["batch_00003", "batch_00002"], 350)
     with pytest.raises(LookupError, match="no ingested batch file"):
-        latest_rows(data_paths(tmp_path / "empty").ensure(), 10)
+        latest_rows(BatchFiles(FileRoot(data_paths(tmp_path / "empty").ensure().root)), 10)
 
 
 def test_the_demo_trains_on_the_first_half_of_the_stream() -> None:

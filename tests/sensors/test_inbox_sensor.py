@@ -9,6 +9,8 @@ import dagster as dg
 
 from assets.resources import LakehouseResource
 from definitions import build_definitions
+from lake.batch_files import BatchFiles
+from lake.files import FileRoot
 from sensors.inbox import plan_inbox, scan_inbox
 from tests.conftest import write_config
 
@@ -58,9 +60,11 @@ def test_sensor_requests_each_file_once_and_again_when_replaced(tmp_path: Path) 
 
 
 def test_plan_inbox_caps_runs_per_tick(tmp_path: Path) -> None:
+    (tmp_path / "inbox").mkdir()
     for i in range(5):
-        (tmp_path / f"batch_{i:05d}.csv").write_text("x")
-    files = scan_inbox(tmp_path)
+        (tmp_path / "inbox" / f"batch_{i:05d}.csv").write_text("x")
+    (tmp_path / "inbox" / ".batch_00009.csv.tmp").write_text("x")  # an upstream's write in progress
+    files = scan_inbox(BatchFiles(FileRoot(tmp_path)))
     new, cursor = plan_inbox(files, {}, limit=2)
     assert [f.batch_id for f in new] == ["batch_00000", "batch_00001"]
     new, cursor = plan_inbox(files, cursor, limit=2)

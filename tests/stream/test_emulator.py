@@ -40,10 +40,12 @@ def test_time_windows_follow_calendar_and_tick_offsets() -> None:
 def test_emit_writes_batches_one_by_one_and_remembers_position(toy_cfg, paths) -> None:
     emulator = StreamEmulator(toy_cfg, paths)
     first = emulator.emit_next()
-    assert first is not None and first.path.name == "batch_00001.csv"
-    written = pd.read_csv(first.path)
+    assert first is not None and first.name == "batch_00001.csv"
+    assert first.location == f"{paths.root.resolve()}/inbox/batch_00001.csv"
+    written = pd.read_csv(paths.inbox / first.name)
     assert len(written) == 300 and written["ts"].is_monotonic_increasing
     assert not [p for p in paths.inbox.iterdir() if p.name.startswith(".")]  # no temp file left
+    assert not list(paths.root.glob(".emit.*"))
     # a new emulator (another process) continues where the last one stopped
     rest = StreamEmulator(toy_cfg, paths).emit_all()
     assert [b.batch_id for b in rest] == ["batch_00002", "batch_00003"]

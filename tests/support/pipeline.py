@@ -8,7 +8,8 @@ import dagster as dg
 from assets.jobs import INGEST_JOB
 from config import load_config
 from definitions import build_definitions
-from lake.open import open_lake
+from lake.batch_files import BatchFiles
+from lake.open import open_batch_files, open_lake
 from lake.paths import data_paths
 from stream.emulator import StreamEmulator
 from tests.conftest import write_config
@@ -39,6 +40,10 @@ class Pipeline:
         batch = self.emulator.emit_next()
         assert batch is not None
         return self.run(batch.batch_id)
+
+    def batch_files(self) -> BatchFiles:
+        """The instance's inbox, archive and quarantine (on the storage root when configured)."""
+        return open_batch_files(self.cfg, self.paths)
 
     def count(self, table: str) -> int:
         return self.lake.table(table).count()

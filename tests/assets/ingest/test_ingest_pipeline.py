@@ -120,9 +120,9 @@ MALFORMED = {
 @pytest.mark.parametrize("code", sorted(MALFORMED))
 def test_malformed_batch_is_quarantined_and_the_next_batch_flows(after_one_batch: Pipeline, code: str) -> None:
     pipe = after_one_batch
-    good = pipe.emulator.emit_next()
-    text = good.path.read_text()
-    good.path.rename(pipe.paths.root / "held_back.csv")
+    good = pipe.paths.inbox / pipe.emulator.emit_next().name
+    text = good.read_text()
+    good.rename(pipe.paths.root / "held_back.csv")
     bad = pipe.paths.inbox / "batch_00002.csv"
     bad.write_bytes(MALFORMED[code](text))
     result = pipe.run("batch_00002")
