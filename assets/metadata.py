@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
@@ -23,3 +25,12 @@ def numbers(values: dict[str, int | float]) -> dict[str, dg.MetadataValue]:
     """Numeric metadata: the Dagster UI plots these across materializations."""
     return {k: dg.MetadataValue.float(float(v)) if isinstance(v, float) else dg.MetadataValue.int(int(v))
             for k, v in values.items()}
+
+
+def report_links(location: str) -> dict[str, dg.MetadataValue]:
+    """Metadata naming a published report: its location, and a clickable file URL when it is a
+    local file (an object-store URI is not one a browser opens)."""
+    links: dict[str, dg.MetadataValue] = {"report": dg.MetadataValue.path(location)}
+    if "://" not in location:
+        links["report_url"] = dg.MetadataValue.url(Path(location).as_uri())
+    return links

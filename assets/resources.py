@@ -11,9 +11,10 @@ from config import PipelineConfig, load_config, resolve_config_path
 from lake.batch_files import BatchFiles
 from lake.delta import Lake
 from lake.files import FileRoot
-from lake.open import open_batch_files, open_lake, open_registry, open_shared_root
+from lake.open import open_batch_files, open_lake, open_registry, open_report_files, open_shared_root
 from lake.paths import DataPaths, data_paths
 from lake.registry import ModelRegistry
+from lake.report_files import ReportFiles
 
 
 @functools.lru_cache(maxsize=8)
@@ -47,3 +48,7 @@ class LakehouseResource(dg.ConfigurableResource):
     def batch_files(self) -> BatchFiles:
         """The inbox, archive and quarantine (on the storage root when there is one)."""
         return open_batch_files(self.cfg(), self.paths())
+
+    def report_files(self) -> ReportFiles:
+        """Where reports are rendered and published (the storage root when there is one)."""
+        return open_report_files(self.cfg(), self.paths())

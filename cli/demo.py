@@ -159,9 +159,9 @@ def run_demo(paths: DataPaths, batches: int | None, initial: int | None = None) 
         # unknown need: every batch prod was not trained on (the traffic it has not seen)
         skip = frozenset(json.loads(prod["training_batches"])) if sizing.users is None else frozenset()
         results.append(demo_router(house, sizing, skip=skip, batch_size=DEMO_CALL_ROWS))
-    write_summary(house)
+    summary_location = write_summary(house)
     print(f"[7/7] done in {time.perf_counter() - started:.0f}s; aliases: {house.aliases()}; summary report: "
-          f"{paths.reports / 'summary.html'}")
+          f"{summary_location}")
     return report_results(results)
 
 

@@ -14,9 +14,10 @@ from config import PipelineConfig, load_config
 from config.loader import CONFIG_ENV
 from lake.batch_files import BatchFiles
 from lake.delta import Lake
-from lake.open import open_batch_files, open_lake, open_registry
+from lake.open import open_batch_files, open_lake, open_registry, open_report_files
 from lake.paths import DATA_ENV, PROJECT_ROOT, DataPaths, data_paths, route_pycaret_log
 from lake.registry import ModelRegistry
+from lake.report_files import ReportFiles
 
 
 def prepare_environment(config: str | None, data: str | None) -> DataPaths:
@@ -91,6 +92,11 @@ class Lakehouse:
     @cached_property
     def registry(self) -> ModelRegistry:
         return open_registry(self.cfg, self.paths)
+
+    @cached_property
+    def report_files(self) -> ReportFiles:
+        """Where reports are rendered and published (the storage root when there is one)."""
+        return open_report_files(self.cfg, self.paths)
 
     @cached_property
     def batch_files(self) -> BatchFiles:

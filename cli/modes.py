@@ -85,13 +85,16 @@ def inference(paths: DataPaths, file: str | None) -> int:
     return 0
 
 
-def write_summary(house: Lakehouse) -> Path:
-    """The HTML summary over batches and model versions (``<data>/reports/summary.html``)."""
+def write_summary(house: Lakehouse) -> str:
+    """The HTML summary over batches and model versions, rendered into ``<data>/reports/`` and
+    published to the storage root; returns where readers find it."""
     from assets.training.report import make_summary_report
+    from lake.report_files import SUMMARY_REPORT
 
-    out = house.paths.reports / "summary.html"
-    make_summary_report(house.lake, out, dataset=house.cfg.dataset.name, metric=house.cfg.sort_metric)
-    return out
+    reports = house.report_files
+    make_summary_report(house.lake, reports.render_path(SUMMARY_REPORT), dataset=house.cfg.dataset.name,
+                        metric=house.cfg.sort_metric)
+    return reports.publish(SUMMARY_REPORT)
 
 
 def summary(paths: DataPaths) -> int:

@@ -45,9 +45,10 @@ def batch_overview(lake: Lake) -> pd.DataFrame:
 def print_summary(house: Lakehouse) -> None:
     """The batches, each table's size and version, and where the reports and the UI are."""
     from lake.batch_files import QUARANTINE
+    from lake.report_files import EDA_REPORT
     from lake.tables import CLEANED, FEATURES, QUALITY, RAW, SCHEMA_CONTRACT
 
-    lake, paths = house.lake, house.paths
+    lake = house.lake
     overview = batch_overview(lake)
     if not overview.empty:
         print("  " + overview.fillna("").to_string().replace("\n", "\n  "))
@@ -59,16 +60,17 @@ def print_summary(house: Lakehouse) -> None:
         if lake.exists(table):
             dt = lake.table(table)
             print(f"  table {table:<16} {dt.count():>8} rows  v{dt.version():<4} {lake.uri(table)}")
-    print(f"  EDA report: {paths.reports / 'eda_report.html'}")
+    print(f"  EDA report: {house.report_files.location(EDA_REPORT)}")
     print(f"  quarantine: {house.batch_files.location(QUARANTINE)}")
     print("  Dagster UI: `make dev`, then open http://127.0.0.1:3000 (the runs above are in its history)")
 
 
 def print_training_summary(house: Lakehouse) -> None:
     """The latest leaderboard's top rows, the registered version, its hold-out metrics and the aliases."""
+    from lake.report_files import SUMMARY_REPORT
     from lake.tables import LEADERBOARD
 
-    cfg, lake, paths = house.cfg, house.lake, house.paths
+    cfg, lake = house.cfg, house.lake
     if not lake.exists(LEADERBOARD):
         print("  no leaderboard: training did not run")
         return
@@ -103,7 +105,7 @@ def print_training_summary(house: Lakehouse) -> None:
         print(f"  fallback version {fb['version']}: {fb['algorithm']}, hold-out "
               f"{ {k: round(v, 4) for k, v in json.loads(fb['holdout_metrics']).items()} }")
     print(f"  interpretation: {house.registry.version_folder(row) / 'interpretation'}")
-    print(f"  summary report: {paths.reports / 'summary.html'} (also `run.py -mode summary`)")
+    print(f"  summary report: {house.report_files.location(SUMMARY_REPORT)} (also `run.py -mode summary`)")
     print(f"  aliases: {house.aliases()}")
 
 

@@ -93,7 +93,10 @@ def throwaway_object_store() -> Iterator[ObjectStore]:
             f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
             "-s3", f"-s3.port={ports['s3']}", f"-s3.config={folder / 's3.json'}",
             # small volumes: the default 30 GiB preallocation would not fit a test machine's disk budget
-            "-master.volumeSizeLimitMB=64", "-volume.max=0", "-metricsPort=0"]
+            "-master.volumeSizeLimitMB=64", "-volume.max=0", "-metricsPort=0",
+            # the Iceberg and Lance catalogs listen on fixed ports (8181, 9101) by default: off, so
+            # several stores (two test processes, a benchmark beside a test) can run at once
+            "-s3.port.iceberg=0", "-s3.port.lance=0"]
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     with log.open("wb") as out:
         server = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -9,6 +9,7 @@ from lake.delta import Lake
 from lake.files import FileRoot
 from lake.paths import DataPaths
 from lake.registry import ModelRegistry
+from lake.report_files import ReportFiles
 
 
 def open_lake(cfg: PipelineConfig, paths: DataPaths) -> Lake:
@@ -50,3 +51,9 @@ def open_batch_files(cfg: PipelineConfig, paths: DataPaths) -> BatchFiles:
     data root (``data/inbox`` ...)."""
     shared = open_shared_root(cfg, paths)
     return BatchFiles(shared if shared is not None else FileRoot(paths.root))
+
+
+def open_report_files(cfg: PipelineConfig, paths: DataPaths) -> ReportFiles:
+    """The reports of a configuration: rendered into the data root's ``reports/`` and published to
+    ``<storage.root_uri>/reports`` when there is a shared root (see :mod:`lake.report_files`)."""
+    return ReportFiles(paths.reports, open_shared_root(cfg, paths))

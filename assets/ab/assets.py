@@ -12,11 +12,12 @@ from assets.ab.analysis import Analysis, analyse, labelled_events
 from assets.ab.events import ingest_event_log, ingest_shipped_event_log
 from assets.ab.promotion import promote, rollback
 from assets.ab.report import write_report
-from assets.metadata import numbers
+from assets.metadata import numbers, report_links
 from assets.resources import LakehouseResource
 from config.schema import ABConfig
 from lake.experiments import RUNNING, ExperimentStore
 from lake.log_shipping import seal_and_ship
+from lake.report_files import AB_REPORT
 from lake.tables import AB_EVENTS, AB_FEEDBACK
 
 UNIQUE_CHECK = "each_request_once"
@@ -100,7 +101,7 @@ def _health_checks(analysis: Analysis | None, cfg: ABConfig) -> list[dg.AssetChe
                       "always-valid (mSPRT) p-value over every look; the required sample; the decision "
                       "(promote / rollback / continue) written to `experiments`; an HTML report.")
 def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
-    cfg, lake, paths = lakehouse.cfg(), lakehouse.lake(), lakehouse.paths()
+    cfg, lake = lakehouse.cfg(), lakehouse.lake()
     store = ExperimentStore(lake)
     experiment = store.running()
     if experiment is None:
@@ -113,7 +114,9 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
     store.log_decision(experiment, action=analysis.decision.action, reason=analysis.decision.reason,
                        run_id=context.run_id, blocked=analysis.decision.blocked,
                        guardrail=analysis.decision.guardrail, always_valid_p=analysis.decision.always_valid_p)
-    report = write_report(analysis, events, paths.reports / "ab_report.html")
+    reports = lakehouse.report_files()
+    write_report(analysis, events, reports.render_path(AB_REPORT))
+    report = reports.publish(AB_REPORT)
     context.log.info("experiment %s: %s (%s)", experiment.experiment_id, analysis.decision.action,
                      analysis.decision.reason)
     s = analysis.summary()
@@ -135,7 +138,7 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
             f"| variant | requests | users | labelled | loss ({analysis.metric}) | model p95 ms "
             f"| request p95 ms | fallback | errors |\n"
             f"|---|---|---|---|---|---|---|---|---|\n{table}"),
-        "report": dg.MetadataValue.path(str(report)),
+        **report_links(report),
     }, check_results=_health_checks(analysis, cfg.ab))
 
 

@@ -16,12 +16,13 @@ from assets.ingest.contract import load_contract
 from assets.ingest.reader import BatchRejected
 from assets.ingest.report import make_eda_report
 from assets.ingest.steps import cleaning_step, features_step, quality_step
-from assets.metadata import numbers, preview, timestamp
+from assets.metadata import numbers, preview, report_links, timestamp
 from assets.partitions import batches_partitions
 from assets.resources import LakehouseResource
 from config.schema import QUALITY_CHECKS, PipelineConfig
 from features import FeatureSpec
 from lake.batch_files import QUARANTINE
+from lake.report_files import EDA_REPORT
 from lake.tables import FEATURES, QUALITY, QUALITY_BATCH_ROW, RAW
 
 INGEST_GROUP = "ingest"
@@ -148,7 +149,7 @@ def features(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) ->
           description="Self-contained HTML EDA of the `features` table: target balance over batches, "
                       "missingness per batch, quality score, distributions, categories, correlations.")
 def eda_report(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
-    cfg, paths, lake = lakehouse.cfg(), lakehouse.paths(), lakehouse.lake()
+    cfg, lake = lakehouse.cfg(), lakehouse.lake()
     contract = load_contract(lake)
     if contract is None or not lake.exists(FEATURES):
         raise dg.Failure("no batch has reached the `features` table yet")
@@ -157,13 +158,13 @@ def eda_report(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) 
     if len(frame) > cfg.eda.max_rows:  # plots need a sample, not the whole history
         frame = frame.sample(cfg.eda.max_rows, random_state=0)
     quality = lake.read(QUALITY, missing_ok=True)
-    out = paths.reports / "eda_report.html"
-    summary = make_eda_report(frame, spec, quality, out, dataset=cfg.dataset.name,
+    reports = lakehouse.report_files()
+    summary = make_eda_report(frame, spec, quality, reports.render_path(EDA_REPORT), dataset=cfg.dataset.name,
                               max_columns=cfg.eda.max_columns)
-    context.log.info("EDA report written to %s", out)
+    location = reports.publish(EDA_REPORT)
+    context.log.info("EDA report written to %s", location)
     return dg.MaterializeResult(metadata={
-        "report": dg.MetadataValue.path(str(out)),
-        "report_url": dg.MetadataValue.url(out.as_uri()),
+        **report_links(location),
         **numbers({"rows_sampled": summary["rows"], "batches": summary["batches"],
                    "missing_share": summary["missing_share"], "plots": summary["plots"]}),
         "time_range": f"{summary['time_min']} .. {summary['time_max']}",

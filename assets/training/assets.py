@@ -8,10 +8,11 @@ import dagster as dg
 from pydantic import Field
 
 from assets.ingest.assets import features
-from assets.metadata import numbers
+from assets.metadata import numbers, report_links
 from assets.resources import LakehouseResource
 from assets.training.refresh import refresh
 from assets.training.retrain import retrain
+from lake.report_files import SUMMARY_REPORT
 from lake.tables import LEADERBOARD
 
 
@@ -92,9 +93,9 @@ def _interpretation_links(lakehouse: LakehouseResource, version: int | None) -> 
 def summary_report(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
     from assets.training.report import make_summary_report
 
-    cfg, paths = lakehouse.cfg(), lakehouse.paths()
-    out = paths.reports / "summary.html"
-    counts = make_summary_report(lakehouse.lake(), out, dataset=cfg.dataset.name, metric=cfg.sort_metric)
-    context.log.info("summary report written to %s", out)
-    return dg.MaterializeResult(metadata={"report": dg.MetadataValue.path(str(out)),
-                                          "report_url": dg.MetadataValue.url(out.as_uri()), **numbers(counts)})
+    cfg, reports = lakehouse.cfg(), lakehouse.report_files()
+    counts = make_summary_report(lakehouse.lake(), reports.render_path(SUMMARY_REPORT), dataset=cfg.dataset.name,
+                                 metric=cfg.sort_metric)
+    location = reports.publish(SUMMARY_REPORT)
+    context.log.info("summary report written to %s", location)
+    return dg.MaterializeResult(metadata={**report_links(location), **numbers(counts)})
