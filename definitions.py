@@ -40,6 +40,11 @@ def build_definitions(config_path: str | None = None, data_root: str | None = No
                                  cfg.ab.min_new_labels, cfg.ab.auto_promote)],
         schedules=[build_drift_schedule(cfg.drift)],
         resources={"lakehouse": LakehouseResource(config_path=config_path or "", data_root=data_root or "")},
+        # every job runs its steps in the run's own process: the default multiprocess executor starts
+        # a process per step that imports the code location again (about 12 s on 2 cores), for
+        # steps that take well under a second and run one after another anyway (each job is a chain).
+        # A run is still its own process, so a crash or a kill is still isolated to one run.
+        executor=dg.in_process_executor,
     )
 
 

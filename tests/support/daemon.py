@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -66,31 +67,56 @@ def home_instance(pipe: Pipeline) -> Iterator[dg.DagsterInstance]:
             os.environ["DAGSTER_HOME"] = saved
 
 
-def run_daemon_until(pipe: Pipeline, done: Callable[[], bool], what: str, wait_seconds: float,
-                     before: Callable[[], None] | None = None, *, instance_config: dict | None = None) -> None:
-    """Run the daemon on ``pipe``'s instance home and config until ``done()`` (checked every 2 s);
-    ``before`` runs once the daemon is up (e.g. dropping a file into the inbox). Fails with the
-    daemon's log tail when it exits or ``what`` has not happened in ``wait_seconds``.
-    ``instance_config``: sections merged into the project's ``dagster.yaml`` for this run."""
+@dataclass
+class Daemon:
+    """A running ``dagster-daemon`` process and its log."""
+
+    proc: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text()[-chars:] if self.log_path.exists() else ""
+
+    def wait_for(self, done: Callable[[], bool], what: str, wait_seconds: float) -> None:
+        """Until ``done()`` (checked every 2 s); fails with the log tail when the daemon exits or
+        ``what`` has not happened in ``wait_seconds``."""
+        deadline = time.monotonic() + wait_seconds
+        while not done():
+            assert self.proc.poll() is None, f"the daemon exited:\n{self.log_tail()}"
+            assert time.monotonic() < deadline, f"{what} not within {wait_seconds}s:\n{self.log_tail()}"
+            time.sleep(2)
+
+
+@contextlib.contextmanager
+def running_daemon(pipe: Pipeline, *, instance_config: dict | None = None) -> Iterator[Daemon]:
+    """The daemon on ``pipe``'s instance home and config while the block runs; then it is stopped
+    with the runs it launched. ``instance_config``: sections merged into the project's
+    ``dagster.yaml`` for this daemon."""
     install_instance_config(pipe, instance_config)
     env = {**os.environ, "DAGSTER_HOME": str(pipe.paths.dagster_home), "LAKEHOUSE_CONFIG": str(pipe.config_path),
            "LAKEHOUSE_DATA": str(pipe.paths.root),
            "PYCARET_CUSTOM_LOGGING_PATH": str(pipe.paths.logs / "pycaret.log")}
     log_path = pipe.paths.root / "daemon.log"
     daemon = Path(sys.executable).with_name("dagster-daemon")
-    with log_path.open("w") as log:
+    with log_path.open("a") as log:
         proc = subprocess.Popen([str(daemon), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")], cwd=PROJECT_ROOT,
                                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        if before is not None:
-            before()
-        deadline = time.monotonic() + wait_seconds
-        while not done():
-            assert proc.poll() is None, f"the daemon exited:\n{log_path.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"{what} not within {wait_seconds}s:\n{log_path.read_text()[-3000:]}"
-            time.sleep(2)
+        yield Daemon(proc, log_path)
     finally:
         _stop(proc)
+
+
+def run_daemon_until(pipe: Pipeline, done: Callable[[], bool], what: str, wait_seconds: float,
+                     before: Callable[[], None] | None = None, *, instance_config: dict | None = None) -> None:
+    """Run the daemon on ``pipe``'s instance home and config until ``done()`` (checked every 2 s);
+    ``before`` runs once the daemon is up (e.g. dropping a file into the inbox). Fails with the
+    daemon's log tail when it exits or ``what`` has not happened in ``wait_seconds``.
+    ``instance_config``: sections merged into the project's ``dagster.yaml`` for this run."""
+    with running_daemon(pipe, instance_config=instance_config) as daemon:
+        if before is not None:
+            before()
+        daemon.wait_for(done, what, wait_seconds)
 
 
 def daemon_runs(pipe: Pipeline) -> dict[str, list[dg.DagsterRun]]:
