@@ -38,6 +38,7 @@ def create_app(cfg: PipelineConfig | None = None, data_root: str | None = None, 
     which the gunicorn entry point (``router.wsgi``) makes and an application embedding the
     router leaves to its owner."""
     cfg = cfg or load_config()
+    metrics.initialise()
     paths = data_paths(data_root).ensure()
     registry = open_registry(cfg, paths)
     pool = ModelPool(registry, cfg.router.default_split_b, actor=f"router:{os.getpid()}", freeze_heap=freeze_heap)

@@ -26,8 +26,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 REQUESTS = Counter("router_requests_total", "Answered requests", ["endpoint", "variant", "status"])
 LATENCY = Histogram("router_request_latency_seconds", "Time to answer, logging included", ["endpoint", "variant"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
-PREDICTIONS = Histogram("router_prediction_value", "Predicted value (regression) or probability of the "
-                        "predicted class (classification)", ["variant", "model_used"],
+PREDICTIONS = Histogram("router_prediction_value", "Regression: the predicted value. Two classes: the "
+                        "probability of the positive class (the model's second class, as in /predict's "
+                        "probability), whichever class was predicted. More classes: the probability of the "
+                        "predicted class", ["variant", "model_used"],
                         buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 10, 100, 1000))
 PREDICTED_CLASS = Counter("router_predicted_class_total", "Predicted classes", ["variant", "label"])
 MODEL_ERRORS = Counter("router_model_errors_total", "Rows on which a model raised (answered by the fallback, "
@@ -47,6 +49,24 @@ DISABLED = Gauge("router_model_disabled", "1 while an alias is out of service be
                  "loaded (the reason: /health?ready=1)", ["alias"], multiprocess_mode="liveall")
 SERVED_VERSION = Gauge("router_served_version", "Model version served per alias", ["alias"],
                        multiprocess_mode="liveall")
+
+
+VARIANTS = ("A", "B")
+LOG_KINDS = ("prediction", "feedback", "error", "shadow")
+
+
+def initialise() -> None:
+    """Give the counters an alert or a dashboard divides by their series at 0 from the start, so
+    the first fallback or failed write is an increase Prometheus sees (an absent series is not 0)."""
+    for variant in VARIANTS:
+        FALLBACKS.labels(variant)
+        MODEL_ERRORS.labels(variant, "shadow")
+    MODEL_ERRORS.labels("A", "prod")
+    MODEL_ERRORS.labels("B", "staging")
+    for kind in LOG_KINDS:
+        LOG_FAILURES.labels(kind)
+    SHIPPED_SEGMENTS.inc(0)
+    SHIP_FAILURES.inc(0)
 
 
 def set_disabled(disabled: dict[str, str]) -> None:

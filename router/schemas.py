@@ -126,13 +126,36 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None
 ]
 
 
-def openapi_document(title: str, version: str) -> dict[str, Any]:
-    """OpenAPI 3.0 description of every route, with the pydantic models as components."""
+# what each client error means (the body of every one is an ErrorResponse naming the field)
+CLIENT_ERRORS = {
+    "400": "The body is not valid JSON, or not a JSON object",
+    "413": "The body is larger than `router.max_body_bytes`, or holds more rows / items than "
+           "`router.max_batch_rows` (`errors` names which)",
+    "415": "The Content-Type is not application/json",
+    "422": "A field is missing, has the wrong type or value, or is not an input of the served model: "
+           "`errors` names each one (e.g. features.temp)",
+}
+
+
+def request_examples(features: dict[str, Any] | None) -> dict[str, Any]:
+    """Request bodies for "Try it out", by path: built from the prod model's input schema
+    (:func:`router.validation.example_features`), so each one is answered 200."""
+    if features is None:
+        return {}
+    predict = {"user_id": "user-1", "features": features}
+    return {"/predict": predict, "/predict_batch": {"rows": [predict, {**predict, "user_id": "user-2"}]},
+            "/admin/split": {"ab_split_b": 0.5, "reason": "ramp up"}}
+
+
+def openapi_document(title: str, version: str, example_features: dict[str, Any] | None = None) -> dict[str, Any]:
+    """OpenAPI 3.0 description of every route, with the pydantic models as components;
+    ``example_features``: a valid features object of the served model, for the request examples."""
     _, defs = models_json_schema([(m, "validation") for m in MODELS],
                                  ref_template="#/components/schemas/{model}")
     components = _nullable(defs.get("$defs", {}))
-    error = {"description": "Bad request: the body names each field and its problem",
-             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+    examples = request_examples(example_features)
+    error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    error = {"description": "Error: the body names each field and its problem", "content": error_content}
     paths: dict[str, Any] = {}
     for method, path, summary, request, response, admin in ROUTES:
         op: dict[str, Any] = {"summary": summary, "operationId": f"{method}_{path.strip('/').replace('/', '_')}"}
@@ -142,9 +165,12 @@ def openapi_document(title: str, version: str) -> dict[str, Any]:
             schema = {"type": "string"}
         op["responses"] = {"200": {"description": "OK", "content": {content_type: {"schema": schema}}}}
         if request is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{request.__name__}"}}}}
-            op["responses"].update({"400": error, "413": error, "415": error, "422": error})
+            body: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{request.__name__}"}}
+            if path in examples:
+                body["example"] = examples[path]
+            op["requestBody"] = {"required": True, "content": {"application/json": body}}
+            op["responses"].update({code: {"description": text, "content": error_content}
+                                    for code, text in CLIENT_ERRORS.items()})
         if path in ("/predict", "/predict_batch", "/feedback", "/feedback_batch"):
             op["responses"]["503"] = {**error, "description": "Not ready, or the request log could not be written"}
         if path in ("/predict", "/predict_batch"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -74,6 +75,29 @@ def expected_fields(schema: dict) -> dict[str, str]:
     if spec.get("id_column"):
         fields[spec["id_column"]] = "id"
     return fields
+
+
+def example_features(schema: dict, now: datetime | None = None) -> dict[str, Any]:
+    """A valid ``features`` object for a model's input schema, for the API documentation's
+    "Try it out": the time now, each numeric field's training midpoint, each categorical field's
+    most frequent training category, a short text, and no id (it is optional)."""
+    ranges = schema.get("numeric_ranges", {})
+    categories = schema.get("categories", {})
+    example: dict[str, Any] = {}
+    for name, kind in expected_fields(schema).items():
+        if kind == "time":
+            example[name] = (now or datetime.now(UTC)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        elif kind == "numeric":
+            low, high = ranges.get(name, (0.0, 0.0))
+            middle = (low + high) / 2
+            rounded = float(f"{middle:.4g}")  # readable, unless rounding leaves the range
+            example[name] = rounded if low <= rounded <= high else middle
+        elif kind == "categorical":
+            known = categories.get(name) or []
+            example[name] = known[0] if known else None
+        elif kind == "text":
+            example[name] = "example text"
+    return example
 
 
 @dataclass(frozen=True)

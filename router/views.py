@@ -40,7 +40,7 @@ from router.schemas import (
     SplitRequest,
     openapi_document,
 )
-from router.validation import Problem, RequestInvalid, expected_fields
+from router.validation import Problem, RequestInvalid, example_features, expected_fields
 from serving.model_io import class_labels
 from serving.scoring import ServedModel
 
@@ -341,7 +341,11 @@ def admin_reload():
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(openapi_document(f"{_ctx().cfg.dataset.name} A/B router", "1.0"))
+    ctx = _ctx()
+    state = ctx.pool.state
+    # the examples follow the prod model now serving (none before a model is loaded)
+    example = example_features(state.prod.schema) if state is not None and state.prod is not None else None
+    return jsonify(openapi_document(f"{ctx.cfg.dataset.name} A/B router", "1.0", example))
 
 
 @bp.get("/docs")

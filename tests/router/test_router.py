@@ -390,6 +390,12 @@ def test_metrics_parse_and_count_requests(client: FlaskClient) -> None:
     assert sum(s.value for s in requests if s.labels["status"] == "200") >= 1
     assert sum(s.value for s in requests if s.labels["status"] == "422") >= 1
     assert "router_request_latency_seconds" in families and "router_fallback" in families
+    # the counters alerts divide by exist from the start (an absent series is not a 0 to Prometheus)
+    present = {(s.name, tuple(sorted(s.labels.items()))) for f in families.values() for s in f.samples}
+    assert {("router_fallback_total", (("variant", v),)) for v in ("A", "B")} <= present
+    assert {("router_event_log_failures_total", (("kind", k),))
+            for k in ("prediction", "feedback", "error", "shadow")} <= present
+    assert "positive class" in families["router_prediction_value"].documentation
 
 
 def test_openapi_is_valid_and_lists_every_route(client: FlaskClient) -> None:
@@ -402,6 +408,25 @@ def test_openapi_is_valid_and_lists_every_route(client: FlaskClient) -> None:
     page = client.get("/docs")
     assert page.status_code == 200 and b"/openapi.json" in page.data
     assert client.get("/docs/swagger-ui-bundle.js").status_code == 200  # served locally, no CDN
+
+
+def test_the_documented_examples_are_answered_and_each_error_says_what_it_means(client: FlaskClient) -> None:
+    doc = client.get("/openapi.json").get_json()
+    for path in ("/predict", "/predict_batch"):
+        op = doc["paths"][path]["post"]
+        example = op["requestBody"]["content"]["application/json"]["example"]
+        answer = client.post(path, json=example)  # what "Try it out" sends as it stands
+        assert answer.status_code == 200, answer.get_json()
+        descriptions = {code: op["responses"][code]["description"] for code in ("400", "413", "415", "422")}
+        assert len(set(descriptions.values())) == 4 and "Content-Type" in descriptions["415"]
+        assert "router.max_body_bytes" in descriptions["413"] and "features.temp" in descriptions["422"]
+    features = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["example"]["features"]
+    info = client.get("/model_info").get_json()["prod"]["input_schema"]
+    assert set(features) == set(info["fields"]) - {f for f, kind in info["fields"].items() if kind == "id"}
+    for name, (low, high) in info["numeric_ranges"].items():
+        assert low <= features[name] <= high
+    for name, known in info["categories"].items():
+        assert features[name] == known[0]  # the most frequent training category
 
 
 def test_every_answered_request_is_in_the_event_tables(lakehouse: Pipeline) -> None:
