@@ -168,7 +168,7 @@ def run_demo(paths: DataPaths, batches: int | None, initial: int | None = None) 
 def stream_with_drift(house: Lakehouse, emulator, count: int) -> list[BatchResult]:
     """Emit and ingest ``count`` batches; after each, apply drift_sensor's plan to its verdict and
     run what it would request (full retraining on drift, refresh when stable, cool-downs)."""
-    from assets.drift.compute import stored_result
+    from assets.drift.compute import NOT_TESTED, stored_result
     from assets.jobs import RETRAIN_JOB
     from assets.training.data import judge_rows
     from sensors.drift import DriftCursor, DriftEvent, plan_drift_requests
@@ -187,9 +187,12 @@ def stream_with_drift(house: Lakehouse, emulator, count: int) -> list[BatchResul
             print(f"  {batch.batch_id}: not compared (ingestion failed or no prod model)")
             continue
         v = drift.verdict
-        flag = "DRIFTED" if v["drifted"] else "stable "
-        print(f"  {batch.batch_id} {batch.rows:>7} rows  {flag} share {v['drifted_share']:.2f}  "
-              f"top: {', '.join(drift.top_features(4)) or '-'}", flush=True)
+        if str(v["reason"]).startswith(NOT_TESTED):  # below drift.min_current_rows: no verdict to show
+            print(f"  {batch.batch_id} {batch.rows:>7} rows  {v['reason']}", flush=True)
+        else:
+            flag = "DRIFTED" if v["drifted"] else "stable "
+            print(f"  {batch.batch_id} {batch.rows:>7} rows  {flag} share {v['drifted_share']:.2f}  "
+                  f"top: {', '.join(drift.top_features(4)) or '-'}", flush=True)
         # the sensor's own planning, fed the verdict as the event it would read from the instance
         event = DriftEvent(storage_id=i + 1, batch_id=batch.batch_id, timestamp=time.time(), compared=True,
                            drifted=bool(v["drifted"]), retrain_requested=bool(v["retrain_requested"]),

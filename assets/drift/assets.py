@@ -25,14 +25,18 @@ def drift_metadata(result: DriftResult, table_uri: str) -> dict[str, dg.Metadata
     if not result.compared:
         return {"compared": dg.MetadataValue.bool(False), "reason": v["reason"]}
     extra = result.rows[result.rows["feature"].str.startswith("__") & (result.rows["kind"] != "batch")]
+    tested = bool(v.get("tested", True))
+    # an untested batch's statistics are noise: no drifted share or PSI to plot beside real ones
+    figures = {"drifted_share": float(v["drifted_share"]), "drifted_features": int(result.features["drifted"].sum()),
+               "max_psi": float(result.features["psi"].max()) if len(result.features) else 0.0} if tested else {}
     return {
         "compared": dg.MetadataValue.bool(True),
+        "tested": dg.MetadataValue.bool(tested),
+        "verdict": str(v.get("verdict") or ("drifted" if v["drifted"] else "no drift")),
         "drifted": dg.MetadataValue.bool(bool(v["drifted"])),
         "retrain_requested": dg.MetadataValue.bool(bool(v["retrain_requested"])),
-        **numbers({"drifted_share": float(v["drifted_share"]), "prod_version": int(result.prod_version),
+        **numbers({**figures, "prod_version": int(result.prod_version),
                    "consecutive_drifted": int(v["consecutive_drifted"]),
-                   "drifted_features": int(result.features["drifted"].sum()),
-                   "max_psi": float(result.features["psi"].max()) if len(result.features) else 0.0,
                    "delta_version": int(result.version)}),
         **({"model_metric_current": dg.MetadataValue.float(float(v["model_metric_current"])),
             "model_drop": dg.MetadataValue.float(float(v["model_drop"]))}
@@ -83,5 +87,7 @@ def drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
     yield dg.AssetCheckResult(
         check_name=DRIFT_CHECK, asset_key="drift", passed=not result.verdict.get("drifted", False),
         severity=dg.AssetCheckSeverity.WARN, description=result.verdict["reason"],
-        metadata={"drifted_share": float(result.verdict.get("drifted_share", 0.0)),
+        metadata={"tested": bool(result.verdict.get("tested", True)),
+                  "verdict": str(result.verdict.get("verdict", "")),
+                  "drifted_share": float(result.verdict.get("drifted_share", 0.0)),
                   "top_features": dg.MetadataValue.json(result.top_features())})

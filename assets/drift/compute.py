@@ -333,7 +333,10 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
 
     perf = (model_drift(model, prod_row, current, spec, cfg, outputs=outputs) if len(current)
             else {"model_drifted": False})
-    data_drifted = bool(len(current) >= dcfg.min_current_rows and share >= dcfg.share_threshold)
+    # below the minimum size nothing is tested (its PSI and p-values are noise): "not tested", not
+    # "no drift"; model drift needs as many labelled rows, so it is untested there too
+    tested = bool(len(current) >= dcfg.min_current_rows)
+    data_drifted = bool(tested and share >= dcfg.share_threshold)
     drifted = data_drifted or bool(perf["model_drifted"])
     times = pd.to_datetime(current[EVENT_TIME_COLUMN], utc=True) if len(current) else None
     timed = [*previous_verdict_times(lake, batch_id, aliases["prod"]),
@@ -346,9 +349,11 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
     else:
         requested = drifted and persistent(history, dcfg.persistence_batches)
     verdict = {"drifted": drifted, "data_drifted": data_drifted, "drifted_share": share,
-               "consecutive_drifted": consecutive, "retrain_requested": requested,
+               "consecutive_drifted": consecutive, "retrain_requested": requested, "tested": tested,
+               "verdict": verdict_label(drifted, tested),
                "reason": _reason(flags, share, perf, data_drifted=data_drifted, consecutive=consecutive,
-                                 requested=requested, cfg=dcfg, not_voting=not_voting),
+                                 requested=requested, cfg=dcfg, not_voting=not_voting,
+                                 rows=len(current)),
                **{k: perf.get(k) for k in ("model_metric", "model_metric_current", "model_metric_reference",
                                            "model_drop", "model_p_value", "model_drift_tolerance",
                                            "model_drifted", "model_metric_note")},
@@ -403,8 +408,19 @@ def stream_position(batch: pd.DataFrame, target: str) -> dict[str, Any]:
             "labelled_rows": int(batch[target].notna().sum()) if len(batch) else 0}
 
 
+NOT_TESTED = "not tested"
+
+
+def verdict_label(drifted: bool, tested: bool) -> str:
+    """The batch's verdict in words: drifted, no drift, or not tested (below drift.min_current_rows)."""
+    return "drifted" if drifted else "no drift" if tested else NOT_TESTED
+
+
 def _reason(flags: pd.DataFrame, share: float, perf: dict, *, data_drifted: bool, consecutive: int,
-            requested: bool, cfg: DriftConfig, not_voting: dict[str, str]) -> str:
+            requested: bool, cfg: DriftConfig, not_voting: dict[str, str], rows: int) -> str:
+    if rows < cfg.min_current_rows:
+        return (f"{NOT_TESTED}: {rows} rows, fewer than drift.min_current_rows {cfg.min_current_rows} (too few for "
+                "the tests to mean anything; the batch counts neither as drifted nor as stable)")
     drifted = flags[flags["drifted"]].sort_values("effect", ascending=False)["feature"].tolist() \
         if len(flags) else []
     parts = [f"{len(drifted)}/{len(flags)} features drifted (share {share:.2f}, threshold {cfg.share_threshold})"

@@ -371,3 +371,30 @@ def test_a_drift_step_scores_the_batch_once_and_the_reference_never_again(
     # one call over the batch, by prod's compiled scorer (the path the router serves)
     assert scored == [("compiled", len(drifted.lake.read_batch(FEATURES, "batch_00004")))]
     assert result.verdict["model_metric_current"] is not None
+
+
+def test_a_batch_below_the_minimum_size_is_not_tested_rather_than_stable() -> None:
+    from assets.drift.compute import NOT_TESTED, verdict_label
+
+    assert [verdict_label(True, True), verdict_label(False, True), verdict_label(False, False)] == [
+        "drifted", "no drift", NOT_TESTED]
+
+
+@pytest.mark.slow
+def test_a_small_batch_gets_no_verdict_and_no_figures(drifted: Pipeline) -> None:
+    from assets.drift.assets import drift_metadata
+    from assets.drift.compute import compute_drift
+
+    registry = ModelRegistry(drifted.lake, drifted.paths.artifacts)
+    # batch 4 drifts at its 300 rows (test above); with a minimum of 301 it is too small to test
+    small = drifted.cfg.model_copy(update={"drift": drifted.cfg.drift.model_copy(update={"min_current_rows": 301})})
+    try:
+        result = compute_drift(drifted.lake, registry, small, "batch_00004")
+        v = result.verdict
+        assert (v["tested"], v["verdict"], v["drifted"], v["retrain_requested"]) == (False, "not tested", False, False)
+        assert v["reason"].startswith("not tested: 300 rows, fewer than drift.min_current_rows 301")
+        meta = drift_metadata(result, "uri")
+        assert meta["verdict"] == "not tested" and meta["tested"].value is False
+        assert not {"max_psi", "drifted_share", "drifted_features"} & set(meta)  # no noise plotted as figures
+    finally:
+        assert compute_drift(drifted.lake, registry, drifted.cfg, "batch_00004").verdict["verdict"] == "drifted"
