@@ -436,8 +436,8 @@ class DriftConfig(_Strict):
         "for k = 2 (a fifth of the 0.2 effect line); under one period it is unbounded. 0: all vote.")
     reference_max_rows: int = Field(default=100_000, ge=100, description="Reference rows sampled at most "
                                     "(fixed seed): statistics on more change nothing but the run time.")
-    prediction_drift: bool = Field(default=True, description="Also compare prod's predictions on the "
-                                   "reference and on the batch.")
+    prediction_drift: bool = Field(default=True, description="Also compare prod's predictions on its "
+                                   "hold-out (out of sample) and on the batch.")
     model_drift_tolerance: float | None = Field(
         default=None, ge=0, description="Relative drop of prod's metric on a labelled batch vs its hold-out "
         "metric that counts as model drift, when the drop is also beyond both samples' sampling noise "

@@ -86,26 +86,45 @@ class DriftResult:
         return shown[shown["drifted"]]["feature"].head(n).tolist() if len(shown) else []
 
 
+def _labelled_rows_of(lake: Lake, prod_row: dict, key: str, target: str) -> tuple[pd.DataFrame, int]:
+    """The labelled rows of prod's ``key`` batches (training_batches / holdout_batches) read at the
+    `features` version it used, in event-time order; and that Delta version."""
+    batches = json.loads(prod_row.get(key) or "[]")
+    version = int(prod_row["features_version"])
+    bad = [b for b in batches if not BATCH_ID_PATTERN.match(b)]
+    if bad or not batches:
+        raise ValueError(f"prod v{prod_row['version']} names no valid {key}: {batches}")
+    where = f"{BATCH_COLUMN} IN ({', '.join(repr(b) for b in batches)})"
+    frame = lake.read(FEATURES, where=where, version=version)
+    frame = time_ordered(frame[frame[target].notna()])
+    if frame.empty:
+        raise LookupError(f"`features` v{version} has no rows of prod v{prod_row['version']}'s {key} "
+                          f"{batches}: the table was vacuumed or rewritten")
+    return frame, version
+
+
+def _sampled(frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    if len(frame) > max_rows:
+        frame = frame.sample(max_rows, random_state=0)
+    return frame.reset_index(drop=True)
+
+
 def reference_frame(lake: Lake, prod_row: dict, target: str, max_rows: int) -> tuple[pd.DataFrame, int]:
     """Exactly the rows prod was trained on: its training batches read at the `features` version it
     used, labelled rows in event-time order, the last ``training_rows`` of them (as
     :func:`assets.training.data.select_training_data` cut them); then a fixed-seed sample of at most
     ``max_rows``. Returns the frame and that Delta version."""
-    batches = json.loads(prod_row["training_batches"])
-    version = int(prod_row["features_version"])
-    bad = [b for b in batches if not BATCH_ID_PATTERN.match(b)]
-    if bad or not batches:
-        raise ValueError(f"prod v{prod_row['version']} names no valid training batches: {batches}")
-    where = f"{BATCH_COLUMN} IN ({', '.join(repr(b) for b in batches)})"
-    frame = lake.read(FEATURES, where=where, version=version)
-    frame = time_ordered(frame[frame[target].notna()])
-    if frame.empty:
-        raise LookupError(f"`features` v{version} has no rows of prod v{prod_row['version']}'s training "
-                          f"batches {batches}: the table was vacuumed or rewritten")
-    frame = frame.iloc[-int(prod_row["training_rows"]):]
-    if len(frame) > max_rows:
-        frame = frame.sample(max_rows, random_state=0)
-    return frame.reset_index(drop=True), version
+    frame, version = _labelled_rows_of(lake, prod_row, "training_batches", target)
+    return _sampled(frame.iloc[-int(prod_row["training_rows"]):], max_rows), version
+
+
+def holdout_frame(lake: Lake, prod_row: dict, target: str, max_rows: int) -> pd.DataFrame:
+    """The rows prod was judged on and never trained on: its hold-out batches at the same
+    `features` version (a fixed-seed sample of at most ``max_rows``). Prediction drift compares a
+    batch's predictions with prod's predictions here: on its own training rows a flexible model
+    answers near 0 or 1 (in-sample), which no new batch looks like, drifted or not."""
+    frame, _ = _labelled_rows_of(lake, prod_row, "holdout_batches", target)
+    return _sampled(frame, max_rows)
 
 
 def drift_columns(spec: FeatureSpec, cfg: DriftConfig,
@@ -159,9 +178,10 @@ def prediction_values(model: Any, frame: pd.DataFrame, spec: FeatureSpec,
 
 
 def reference_predictions(model: Any, folder: Path, reference: pd.DataFrame, spec: FeatureSpec) -> pd.Series:
-    """:func:`prediction_values` of prod on its reference rows, computed once per prod version.
+    """:func:`prediction_values` of prod on its reference rows (its hold-out:
+    :func:`holdout_frame`), computed once per prod version.
 
-    The reference is the same rows for every batch compared with one prod version (its training
+    The reference is the same rows for every batch compared with one prod version (its hold-out
     rows at a fixed Delta version, a fixed-seed sample), yet scoring it was the larger part of a
     drift step: the values are kept beside the model's artifact (``folder``, the version's folder
     under the current data root: ModelRegistry.version_folder), in a file named by a fingerprint
@@ -322,7 +342,9 @@ def compute_drift(lake: Lake, registry: ModelRegistry, cfg: PipelineConfig, batc
     outputs = model_outputs(model, current, spec) if scored else (np.empty(0), None)
     extra = []  # reported, not voting: prod's outputs and the labels
     if dcfg.prediction_drift and len(current):
-        extra.append(_one(DRIFT_PREDICTION_ROW, reference_predictions(model, folder, reference, spec),
+        # out of sample: prod's predictions on its hold-out (holdout_frame says why not its training rows)
+        holdout = holdout_frame(lake, prod_row, spec.target, dcfg.reference_max_rows)
+        extra.append(_one(DRIFT_PREDICTION_ROW, reference_predictions(model, folder, holdout, spec),
                           prediction_values(model, current, spec, outputs), dcfg))
     ref_y, cur_y = reference[spec.target].dropna(), current[spec.target].dropna()
     if len(ref_y) and len(cur_y):

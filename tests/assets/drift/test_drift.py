@@ -398,3 +398,25 @@ def test_a_small_batch_gets_no_verdict_and_no_figures(drifted: Pipeline) -> None
         assert not {"max_psi", "drifted_share", "drifted_features"} & set(meta)  # no noise plotted as figures
     finally:
         assert compute_drift(drifted.lake, registry, drifted.cfg, "batch_00004").verdict["verdict"] == "drifted"
+
+
+@pytest.mark.slow
+def test_prediction_drift_compares_with_prods_out_of_sample_predictions(drifted: Pipeline, tmp_path: Path) -> None:
+    """The reference of the prediction-drift row is prod's hold-out (batch 3 here), never its own
+    training rows: compared with itself, the hold-out batch shows no prediction drift at all."""
+    from assets.drift.compute import compute_drift, holdout_frame, prediction_values
+    from lake.tables import DRIFT_PREDICTION_ROW
+    from serving.scoring import ServedModel
+
+    pipe = drifted.copy_to(tmp_path)  # a batch compared here leaves the shared fixture's lake alone
+    registry = ModelRegistry(pipe.lake, pipe.paths.artifacts)
+    prod = registry.get(registry.aliases()["prod"])
+    assert json.loads(prod["holdout_batches"]) == ["batch_00003"]
+    served = ServedModel.load(registry, prod["version"])
+    holdout = holdout_frame(pipe.lake, prod, served.spec.target, pipe.cfg.drift.reference_max_rows)
+    assert set(holdout["_batch_id"]) == {"batch_00003"} and len(holdout) == 300
+    row = compute_drift(pipe.lake, registry, pipe.cfg, "batch_00003").rows.set_index("feature").loc[
+        DRIFT_PREDICTION_ROW]
+    assert row["psi"] == pytest.approx(0.0, abs=1e-9) and not row["drifted"]
+    expected = prediction_values(served, holdout, served.spec).mean()
+    assert row["reference_mean"] == pytest.approx(expected) == pytest.approx(row["current_mean"])
