@@ -123,6 +123,8 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None
     ("post", "/admin/reload", "Reload models and split from the lake now", None, ReloadResponse, True),
     ("get", "/openapi.json", "This document", None, None, False),
     ("get", "/docs", "Interactive documentation (Swagger UI)", None, None, False),
+    ("get", "/ui", "A questionnaire for people: one input per field of the prod model, answered by /predict",
+     None, None, False),
 ]
 
 
@@ -159,7 +161,8 @@ def openapi_document(title: str, version: str, example_features: dict[str, Any] 
     paths: dict[str, Any] = {}
     for method, path, summary, request, response, admin in ROUTES:
         op: dict[str, Any] = {"summary": summary, "operationId": f"{method}_{path.strip('/').replace('/', '_')}"}
-        content_type = {"/metrics": "text/plain", "/docs": "text/html"}.get(path, "application/json")
+        content_type = {"/metrics": "text/plain", "/docs": "text/html", "/ui": "text/html"}.get(
+            path, "application/json")
         schema = {"$ref": f"#/components/schemas/{response.__name__}"} if response else {"type": "object"}
         if content_type != "application/json":
             schema = {"type": "string"}

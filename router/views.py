@@ -40,6 +40,7 @@ from router.schemas import (
     SplitRequest,
     openapi_document,
 )
+from router.ui import questionnaire_page
 from router.validation import Problem, RequestInvalid, example_features, expected_fields
 from serving.model_io import class_labels
 from serving.scoring import ServedModel
@@ -337,6 +338,18 @@ def admin_reload():
     running = state.running
     return jsonify({"aliases": state.aliases, "experiment_id": running.experiment_id if running else None,
                     "ab_split_b": running.ab_split_b if running else 0.0})
+
+
+@bp.get("/ui")
+def ui():
+    ctx = _ctx()
+    state = ctx.pool.state
+    if state is None or state.prod is None:
+        return _error(503, "not ready", [Problem("model", ctx.pool.last_error or "no prod model")])
+    served = state.prod
+    classes = [json_scalar(c) for c in class_labels(served.model)] if served.spec.task == "classification" else None
+    page = questionnaire_page(f"{ctx.cfg.dataset.name}: ask the model", served.version, served.schema, classes)
+    return Response(page, mimetype="text/html")
 
 
 @bp.get("/openapi.json")

@@ -701,3 +701,50 @@ def test_no_loadable_model_is_a_503_without_paths_or_hashes(lakehouse: Pipeline)
             assert _leaks(body, lakehouse) == []
     finally:
         app.extensions["lakehouse"].events.close()
+
+
+def test_the_questionnaire_has_one_input_per_field_and_escapes_the_data(client: FlaskClient) -> None:
+    import html.parser
+
+    page = client.get("/ui")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    info = client.get("/model_info").get_json()["prod"]
+    fields = {name: kind for name, kind in info["input_schema"]["fields"].items() if kind != "id"}
+
+    class Inputs(html.parser.HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.controls: dict[str, tuple[str, str | None]] = {}
+            self.options: dict[str, list[str]] = {}
+            self._select: str | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            if "data-kind" in a:
+                self.controls[a["name"]] = (tag, a.get("type"))
+                self._select = a["name"] if tag == "select" else None
+            elif tag == "option" and self._select:
+                self.options.setdefault(self._select, []).append(a["value"])
+
+    parsed = Inputs()
+    parsed.feed(page.get_data(as_text=True))
+    assert set(parsed.controls) == set(fields)
+    for name, kind in fields.items():
+        expected = {"time": ("input", "datetime-local"), "numeric": ("input", "number"),
+                    "categorical": ("select", None), "text": ("textarea", None)}[kind]
+        assert parsed.controls[name] == expected, name
+    for name, known in info["input_schema"]["categories"].items():
+        assert parsed.options[name] == ["", *known]  # "(unknown)" first, then the training values
+    low, high = info["input_schema"]["numeric_ranges"]["temp"]
+    assert f"in training {low:.6g} to {high:.6g}" in page.get_data(as_text=True)
+
+
+def test_the_questionnaire_escapes_names_and_categories() -> None:
+    from router.ui import questionnaire_page
+
+    schema = {"spec": {"time_column": "ts", "numeric": [], "categorical": ["c<b>"], "text": [], "id_column": None},
+              "categories": {"c<b>": ['</script><script>alert(1)</script>', 'a"b']}, "numeric_ranges": {}}
+    page = questionnaire_page("t", 1, schema, [0, 1])
+    assert "<script>alert(1)" not in page and "c<b>" not in page
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page and 'value="a&quot;b"' in page
+    assert page.count("</script>") == 1  # the page's own script only
