@@ -203,6 +203,9 @@ class Analysis:
     decision: Decision
     paired: StatTest | None = None  # both models on the same labelled requests (shadow scoring)
     effect: PlannedEffect | None = None  # the MDE and margin as configured and in loss units
+    guardrails: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (A's, B's), as decided
+    rules: DecisionRules | None = None   # what the decision applied (alpha, margins, minimum sample)
+    basis: str = "split"                 # the decision's data: "split" (A's users vs B's) or "paired"
     computed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def summary(self) -> dict[str, Any]:
@@ -439,4 +442,5 @@ def analyse(events: pd.DataFrame, experiment: Experiment, task: str, cfg: ABConf
                       rules=evidence.rules)
     return Analysis(experiment, metric, figures, srm, labels, evidence.comparison, evidence.always_valid_p,
                     evidence.required, evidence.looks, decision, paired_comparison(events, metric),
-                    effect=evidence.effect)
+                    effect=evidence.effect, guardrails=guardrails, rules=evidence.rules,
+                    basis="paired" if paired else "split")

@@ -8,10 +8,11 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from assets.ab.analysis import Analysis, analyse, labelled_events
+from assets.ab.analysis import A, Analysis, B, analyse, labelled_events
 from assets.ab.events import ingest_event_log, ingest_shipped_event_log
 from assets.ab.promotion import promote, rollback
 from assets.ab.report import write_report
+from assets.ab.review import review_markdown
 from assets.metadata import numbers, report_links
 from assets.resources import LakehouseResource
 from config.schema import ABConfig
@@ -120,24 +121,22 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
     context.log.info("experiment %s: %s (%s)", experiment.experiment_id, analysis.decision.action,
                      analysis.decision.reason)
     s = analysis.summary()
-    plotted = {k: v for k, v in s.items() if isinstance(v, int | float) and not isinstance(v, bool) and v is not None}
-    table = "\n".join(f"| {v} | {f.requests} | {f.users} | {f.labelled_share:.1%} | "
-                      f"{'' if f.metric is None else round(f.metric, 4)} | "
-                      f"{'' if f.model_p95_ms is None else f'{f.model_p95_ms:.3g}'} | "
-                      f"{'' if f.latency_p95_ms is None else round(f.latency_p95_ms, 1)} | {f.fallback_share:.1%} | "
-                      f"{f.error_rate:.2%} |"
-                      for v, f in analysis.variants.items())
+    # plotted figures to 4 significant digits: more is noise to a reviewer (counts stay whole)
+    plotted = {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in s.items()
+               if isinstance(v, int | float) and not isinstance(v, bool) and v is not None}
+    registry = lakehouse.registry()
+    models = {variant: {"version": version, "algorithm": registry.get(version)["algorithm"]}
+              for variant, version in ((A, experiment.prod_version), (B, experiment.staging_version))}
     return dg.MaterializeResult(metadata={
         "decision": analysis.decision.action, "reason": analysis.decision.reason,
         "blocked": dg.MetadataValue.bool(analysis.decision.blocked), "experiment_id": experiment.experiment_id,
+        "A": f"v{models[A]['version']} ({models[A]['algorithm']})",
+        "B": f"v{models[B]['version']} ({models[B]['algorithm']})",
+        "decision_basis": analysis.basis,
         **numbers(plotted),
         # the unit the effect is stated in (ab.mde_unit) and its value in loss units
         "minimum_detectable_effect": analysis.effect.describe() if analysis.effect else "n/a",
-        "summary": dg.MetadataValue.md(
-            f"**{analysis.decision.action.upper()}**: {analysis.decision.reason}\n\n"
-            f"| variant | requests | users | labelled | loss ({analysis.metric}) | model p95 ms "
-            f"| request p95 ms | fallback | errors |\n"
-            f"|---|---|---|---|---|---|---|---|---|\n{table}"),
+        "summary": dg.MetadataValue.md(review_markdown(analysis, models)),
         **report_links(report),
     }, check_results=_health_checks(analysis, cfg.ab))
 

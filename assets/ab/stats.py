@@ -235,6 +235,54 @@ class Decision:
     guardrail: str | None = None  # the breached guardrail of a rollback (the key of ``guardrails``)
 
 
+@dataclass(frozen=True)
+class GuardrailCheck:
+    """One guardrail of B against A: the values, the limit B must stay within, pass or fail."""
+
+    name: str          # a key of lake.experiments.GUARDRAILS
+    what: str          # in words, e.g. "model latency p95"
+    a: float
+    b: float
+    limit: float       # the largest value of B that passes
+    limit_text: str    # how the limit is derived, e.g. "A's + 1.0%"
+    value_format: str  # how a value is written: ".2%", ".1%" or ".3g" (then in ms)
+    passed: bool
+
+    def show(self, value: float) -> str:
+        return f"{value:{self.value_format}}" + ("" if self.value_format.endswith("%") else " ms")
+
+    @property
+    def breach(self) -> str:
+        """The rollback reason when it failed."""
+        how = self.limit_text.removeprefix("A's ")
+        return f"B's {self.what} {self.show(self.b)} exceeds A's {self.show(self.a)} {how}"
+
+
+def guardrail_checks(guardrails: dict[str, tuple[float, float]], rules: DecisionRules) -> list[GuardrailCheck]:
+    """Every guardrail measured, in the order :func:`decide` applies them (the first failing one
+    rolls B back): error rate, latency p95 (the model's own time, else the whole request's), fallback share.
+    ``guardrails``: name -> (A's value, B's value)."""
+    checks = []
+    if "error_rate" in guardrails:
+        a, b = guardrails["error_rate"]
+        limit = a + rules.error_rate_margin
+        checks.append(GuardrailCheck("error_rate", "error rate", a, b, limit, f"A's + {rules.error_rate_margin:.1%}",
+                                     ".2%", b <= limit))
+    for key, what in (("model_p95_ms", "model latency p95"),
+                      ("latency_p95_ms", "request latency p95 (no per-model time logged)")):
+        if key in guardrails:
+            a, b = guardrails[key]
+            limit = a * rules.latency_p95_ratio
+            checks.append(GuardrailCheck(key, what, a, b, limit, f"A's x {rules.latency_p95_ratio}", ".3g",
+                                         a <= 0 or b <= limit))
+    if "fallback_share" in guardrails:
+        a, b = guardrails["fallback_share"]
+        limit = a + rules.fallback_share_margin
+        checks.append(GuardrailCheck("fallback_share", "fallback share", a, b, limit,
+                                     f"A's + {rules.fallback_share_margin:.0%}", ".1%", b <= limit))
+    return checks
+
+
 def decide(comparison: Comparison | None, always_valid_p: float | None, srm: StatTest, labels: StatTest, *,
            guardrails: dict[str, tuple[float, float]], rules: DecisionRules) -> Decision:
     """promote / rollback / continue, with the reason.
@@ -258,21 +306,9 @@ def decide(comparison: Comparison | None, always_valid_p: float | None, srm: Sta
         return Decision(CONTINUE, f"blocked: labels arrive unevenly (p={labels.p_value:.2g}; labelled share A "
                                   f"{shares['labelled_share_a']:.1%}, B {shares['labelled_share_b']:.1%})",
                         always_valid_p, blocked=True)
-    err = guardrails.get("error_rate")
-    if err and err[1] > err[0] + rules.error_rate_margin:
-        return Decision(ROLLBACK, f"guardrail: B's error rate {err[1]:.2%} exceeds A's {err[0]:.2%} "
-                                  f"+ {rules.error_rate_margin:.1%}", always_valid_p, guardrail="error_rate")
-    for key, what in (("model_p95_ms", "model latency p95"),
-                      ("latency_p95_ms", "request latency p95 (no per-model time logged)")):
-        lat = guardrails.get(key)
-        if lat and lat[0] > 0 and lat[1] > lat[0] * rules.latency_p95_ratio:
-            return Decision(ROLLBACK, f"guardrail: B's {what} {lat[1]:.3g} ms exceeds A's {lat[0]:.3g} ms "
-                                      f"x {rules.latency_p95_ratio}", always_valid_p, guardrail=key)
-    fb = guardrails.get("fallback_share")
-    if fb and fb[1] > fb[0] + rules.fallback_share_margin:
-        return Decision(ROLLBACK, f"guardrail: B's fallback share {fb[1]:.1%} exceeds A's {fb[0]:.1%} "
-                                  f"+ {rules.fallback_share_margin:.0%}", always_valid_p,
-                            guardrail="fallback_share")
+    for check in guardrail_checks(guardrails, rules):
+        if not check.passed:
+            return Decision(ROLLBACK, f"guardrail: {check.breach}", always_valid_p, guardrail=check.name)
     if rules.undefined_effect is not None:
         return Decision(CONTINUE, rules.undefined_effect, always_valid_p)
     if comparison is None or min(comparison.n_a, comparison.n_b) < rules.min_samples:

@@ -99,6 +99,11 @@ def test_the_loop_promotes_a_better_staging(tmp_path: Path) -> None:
     [mat] = analysis.asset_materializations_for_node("ab_analysis")
     meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     assert meta["decision"] == "promote", meta["reason"]
+    algorithms = {v: registry.get(v)["algorithm"] for v in (before["prod"], before["staging"])}
+    assert (meta["A"], meta["B"], meta["decision_basis"]) == (
+        f"v{before['prod']} ({algorithms[before['prod']]})", f"v{before['staging']} ({algorithms[before['staging']]})",
+        "split")
+    assert f"**B** = staging **v{before['staging']}**" in meta["summary"] and "| pass |" in meta["summary"]
     experiment = ExperimentStore(pipe.lake).running()
     [look] = ExperimentStore(pipe.lake).decisions().to_dict("records")  # the look, appended to the trail
     assert (look["experiment_id"], look["action"], look["run_id"], look["reason"]) == (
