@@ -88,12 +88,14 @@ def inference(paths: DataPaths, file: str | None) -> int:
 def write_summary(house: Lakehouse) -> str:
     """The HTML summary over batches and model versions, rendered into ``<data>/reports/`` and
     published to the storage root; returns where readers find it."""
+    from assets.training.data import judge_rows
     from assets.training.report import make_summary_report
     from lake.report_files import SUMMARY_REPORT
 
     reports = house.report_files
     make_summary_report(house.lake, reports.render_path(SUMMARY_REPORT), dataset=house.cfg.dataset.name,
-                        metric=house.cfg.sort_metric)
+                        metric=house.cfg.sort_metric, registry=house.registry, target=house.cfg.dataset.target,
+                        common_rows=judge_rows(house.lake, house.cfg))
     return reports.publish(SUMMARY_REPORT)
 
 

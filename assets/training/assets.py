@@ -10,6 +10,7 @@ from pydantic import Field
 from assets.ingest.assets import features
 from assets.metadata import numbers, report_links
 from assets.resources import LakehouseResource
+from assets.training.data import judge_rows
 from assets.training.refresh import refresh
 from assets.training.retrain import retrain
 from lake.report_files import SUMMARY_REPORT
@@ -94,8 +95,10 @@ def summary_report(context: dg.AssetExecutionContext, lakehouse: LakehouseResour
     from assets.training.report import make_summary_report
 
     cfg, reports = lakehouse.cfg(), lakehouse.report_files()
-    counts = make_summary_report(lakehouse.lake(), reports.render_path(SUMMARY_REPORT), dataset=cfg.dataset.name,
-                                 metric=cfg.sort_metric)
+    lake = lakehouse.lake()
+    counts = make_summary_report(lake, reports.render_path(SUMMARY_REPORT), dataset=cfg.dataset.name,
+                                 metric=cfg.sort_metric, registry=lakehouse.registry(), target=cfg.dataset.target,
+                                 common_rows=judge_rows(lake, cfg))
     location = reports.publish(SUMMARY_REPORT)
     context.log.info("summary report written to %s", location)
     return dg.MaterializeResult(metadata={**report_links(location), **numbers(counts)})

@@ -3,6 +3,8 @@ a candidate may replace prod."""
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -10,7 +12,12 @@ import pandas as pd
 
 from config.schema import LOWER_IS_BETTER, PipelineConfig
 from features import FeatureSpec
+from lake.registry import ModelRegistry
+from lake.tables import BATCH_COLUMN, EVENT_TIME_COLUMN
 from serving.model_io import class_labels, model_frame, model_outputs
+from serving.scoring import ServedModel
+
+log = logging.getLogger(__name__)
 
 
 def higher_is_better(metric: str) -> bool:
@@ -322,3 +329,38 @@ def gate_decision(candidate: dict[str, float], prod: dict[str, float] | None, cf
     if fallback is not None:
         out.update(fallback=fallback, reason=f"{reason}; {fallback_note(fallback)}")
     return out
+
+
+def common_evaluation(registry: ModelRegistry, features: pd.DataFrame, target: str,
+                      needed_rows: int) -> tuple[list[str], pd.DataFrame]:
+    """Every registered version scored on one evaluation set: the latest labelled batches of
+    ``features`` holding at least ``needed_rows`` rows (the hold-out rule of training). Each
+    version's own hold-out came from the months before it was trained, so those figures are not
+    comparable across versions; these are. A version trained on any of these batches is marked
+    (its figure there is in-sample), and one that cannot score them (another schema, a missing
+    artifact) says why instead of a number.
+
+    Returns the batch ids and one row per version: version, rows, in_sample, the metrics or error."""
+    from assets.training.data import hold_out_latest, time_ordered
+
+    labelled = time_ordered(features[features[target].notna()])
+    if labelled.empty:
+        return [], pd.DataFrame()
+    order = labelled.groupby(BATCH_COLUMN)[EVENT_TIME_COLUMN].min().sort_values().index.tolist()
+    sizes = labelled.groupby(BATCH_COLUMN).size()
+    batches = hold_out_latest(order, sizes, needed_rows)
+    rows = labelled[labelled[BATCH_COLUMN].isin(batches)]
+    out = []
+    for version in sorted(registry.versions()["version"].astype(int)):
+        row = registry.get(version)
+        trained_on = set(json.loads(row.get("training_batches") or "[]"))
+        record: dict[str, Any] = {"version": version, "model_id": row.get("model_id"), "rows": len(rows),
+                                  "in_sample": bool(trained_on & set(batches))}
+        try:
+            served = ServedModel.load(registry, version)
+            record.update(evaluate(served.model, rows, served.spec))
+        except (KeyError, ValueError, LookupError, FileNotFoundError) as exc:
+            log.warning("version %d not scored on the common evaluation set %s: %s", version, batches, exc)
+            record["error"] = f"{type(exc).__name__}: {exc}"
+        out.append(record)
+    return batches, pd.DataFrame(out)

@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 
 from assets.plots import png_base64
+from assets.training.evaluation import common_evaluation
 from lake.delta import Lake
-from lake.tables import BATCHES, LEADERBOARD, MODEL_ALIASES, MODEL_REGISTRY, QUALITY, QUALITY_BATCH_ROW
+from lake.registry import ModelRegistry
+from lake.tables import BATCHES, FEATURES, LEADERBOARD, MODEL_ALIASES, MODEL_REGISTRY, QUALITY, QUALITY_BATCH_ROW
 
 
 def _table(df: pd.DataFrame) -> str:
@@ -43,9 +45,16 @@ def fallback_table(versions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def make_summary_report(lake: Lake, out_path: Path, *, dataset: str, metric: str) -> dict:
-    """Write the report; returns counts for metadata. Sections without data say so."""
+def make_summary_report(lake: Lake, out_path: Path, *, dataset: str, metric: str,
+                        registry: ModelRegistry | None = None, target: str | None = None,
+                        common_rows: int | None = None) -> dict:
+    """Write the report; returns counts for metadata. Sections without data say so. With a
+    ``registry`` and ``common_rows``, every version is also scored on one common evaluation set
+    (:func:`assets.training.evaluation.common_evaluation`), beside each version's own hold-out."""
     sections: list[str] = []
+    common_batches, common = [], pd.DataFrame()
+    if registry is not None and target and common_rows and lake.exists(FEATURES) and lake.exists(MODEL_REGISTRY):
+        common_batches, common = common_evaluation(registry, lake.read(FEATURES), target, common_rows)
     quality = lake.read(QUALITY, missing_ok=True)
     batches = lake.read(BATCHES, missing_ok=True)
     if not quality.empty:
@@ -82,7 +91,10 @@ def make_summary_report(lake: Lake, out_path: Path, *, dataset: str, metric: str
         fig, axes = plt.subplots(1, 3, figsize=(13, 3))
         labels = [f"v{v}\n{m}" for v, m in zip(versions["version"], versions["model_id"], strict=True)]
         if metric in holdout:
-            axes[0].plot(labels, holdout[metric], marker="o", label="hold-out")
+            axes[0].plot(labels, holdout[metric], marker="o", label="own hold-out (each its own months)")
+        if metric in common:
+            on_common = versions[["version"]].merge(common, on="version", how="left")[metric]
+            axes[0].plot(labels, on_common, marker="D", label=f"common set ({len(common_batches)} latest batches)")
         if metric in cv:
             axes[0].plot(labels, cv[metric], marker="s", label="CV")
         axes[0].set_title(f"{metric} per version")
@@ -105,6 +117,13 @@ def make_summary_report(lake: Lake, out_path: Path, *, dataset: str, metric: str
                           "features_version", "latency_single_ms", "peak_memory_mb"]].copy()
         shown = pd.concat([shown, holdout.add_prefix("holdout_")], axis=1)
         sections.append(_table(shown))
+        if len(common):
+            sections.append(
+                f"<h3>All versions on one evaluation set</h3><p>Batches {html.escape(', '.join(common_batches))} "
+                f"({int(common['rows'].iloc[0]):,} labelled rows), the latest holding the hold-out's size: each "
+                "version's own hold-out is from the months before it was trained and not comparable across "
+                "versions; these figures are. <b>in_sample</b>: the version was trained on some of these "
+                "batches, so its figure there flatters it.</p>" + _table(common.round(4)))
         versus = fallback_table(versions)
         if len(versus):
             beaten = int(versus["fallback better"].sum())
@@ -137,4 +156,5 @@ def make_summary_report(lake: Lake, out_path: Path, *, dataset: str, metric: str
     versus = fallback_table(versions) if not versions.empty else pd.DataFrame()
     beaten = int(versus["fallback better"].sum()) if len(versus) else 0
     return {"batches": len(batches), "versions": len(versions), "training_runs": board["run_id"].nunique()
-            if not board.empty else 0, "candidates_beaten_by_fallback": beaten}
+            if not board.empty else 0, "candidates_beaten_by_fallback": beaten,
+            "versions_on_common_set": int(common["error"].isna().sum()) if "error" in common else len(common)}

@@ -245,6 +245,23 @@ def test_summary_report_covers_batches_and_versions(trained: Pipeline) -> None:
     assert text.count("data:image/png;base64,") == 2
     assert "Data quality over batches" in text and "Selected hyperparameters" in text and "Alias history" in text
     assert "hgb_fallback" in text
+    assert "All versions on one evaluation set" in report.read_text()  # the asset passes the registry
+
+
+@pytest.mark.slow
+def test_every_version_is_scored_on_one_common_evaluation_set(trained: Pipeline) -> None:
+    from assets.training.evaluation import common_evaluation
+
+    registry = ModelRegistry(trained.lake, trained.paths.artifacts)
+    batches, common = common_evaluation(registry, trained.lake.read(FEATURES), trained.cfg.dataset.target, 200)
+    assert batches == ["batch_00003"]  # the latest batches holding the hold-out's 200 rows
+    assert list(common["version"]) == sorted(registry.versions()["version"]) and set(common["rows"]) == {300}
+    assert not common["in_sample"].any() and "error" not in common  # all trained on batches 1-2
+    for row in common.to_dict("records"):  # batch 3 was every version's own hold-out: the same figure
+        own = json.loads(registry.get(row["version"])["holdout_metrics"])
+        assert row["AUC"] == pytest.approx(own["AUC"])
+    _, later = common_evaluation(registry, trained.lake.read(FEATURES), trained.cfg.dataset.target, 500)
+    assert set(later["rows"]) == {600} and later["in_sample"].all()  # batches 2-3: trained on batch 2
 
 
 @pytest.mark.slow
