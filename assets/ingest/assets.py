@@ -23,7 +23,7 @@ from config.schema import QUALITY_CHECKS, PipelineConfig
 from features import FeatureSpec
 from lake.batch_files import QUARANTINE
 from lake.report_files import EDA_REPORT
-from lake.tables import FEATURES, QUALITY, QUALITY_BATCH_ROW, RAW
+from lake.tables import BATCH_COLUMN, FEATURES, QUALITY, QUALITY_BATCH_ROW, RAW
 
 INGEST_GROUP = "ingest"
 
@@ -155,17 +155,18 @@ def eda_report(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) 
         raise dg.Failure("no batch has reached the `features` table yet")
     spec = FeatureSpec.from_contract(contract, cfg)
     frame = lake.read(FEATURES)
+    batch_rows = frame.groupby(BATCH_COLUMN).size()  # the batches' true sizes, before any sampling
     if len(frame) > cfg.eda.max_rows:  # plots need a sample, not the whole history
         frame = frame.sample(cfg.eda.max_rows, random_state=0)
     quality = lake.read(QUALITY, missing_ok=True)
     reports = lakehouse.report_files()
     summary = make_eda_report(frame, spec, quality, reports.render_path(EDA_REPORT), dataset=cfg.dataset.name,
-                              max_columns=cfg.eda.max_columns)
+                              max_columns=cfg.eda.max_columns, batch_rows=batch_rows)
     location = reports.publish(EDA_REPORT)
     context.log.info("EDA report written to %s", location)
     return dg.MaterializeResult(metadata={
         **report_links(location),
-        **numbers({"rows_sampled": summary["rows"], "batches": summary["batches"],
+        **numbers({"rows": summary["rows"], "rows_sampled": summary["rows_sampled"], "batches": summary["batches"],
                    "missing_share": summary["missing_share"], "plots": summary["plots"]}),
         "time_range": f"{summary['time_min']} .. {summary['time_max']}",
     })

@@ -41,21 +41,36 @@ def target_by_batch(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     return out
 
 
+def _short(label: object, width: int = 22) -> str:
+    """A category label that fits beside its bar (the full list is in the tables above)."""
+    text = str(label)
+    return text if len(text) <= width else text[:width - 1] + "\u2026"
+
+
 def make_eda_report(features: pd.DataFrame, spec: FeatureSpec, quality: pd.DataFrame,
-                    out_path: Path, *, dataset: str, max_columns: int = 24) -> dict:
-    """Write the report to ``out_path`` atomically and return summary figures for metadata."""
+                    out_path: Path, *, dataset: str, max_columns: int = 24,
+                    batch_rows: pd.Series | None = None) -> dict:
+    """Write the report to ``out_path`` atomically and return summary figures for metadata.
+
+    ``features`` may be a sample of the table (plots need no more); ``batch_rows`` are then the
+    true rows per batch, which the report shows as the batches' sizes (a sample's counts are not)."""
     figures: list[tuple[str, str]] = []
     n_batches = features[BATCH_COLUMN].nunique()
+    true_rows = batch_rows if batch_rows is not None else features.groupby(BATCH_COLUMN).size()
+    sampled = int(true_rows.sum()) > len(features)
 
-    balance = target_by_batch(features, spec)
+    balance = target_by_batch(features, spec).rename(columns={"rows": "rows sampled"})
+    balance.insert(0, "rows", true_rows.reindex(balance.index).astype(int))
+    if not sampled:
+        balance = balance.drop(columns="rows sampled")
     fig, ax = plt.subplots(figsize=(10, 3.2))
     ax.bar(range(len(balance)), balance["rows"], color="#c9d7e8", label="rows")
-    ax.set_ylabel("rows")
+    ax.set_ylabel("rows in the batch")
     ax.set_xticks(range(len(balance)), balance.index, rotation=60, fontsize=7)
     ax2 = ax.twinx()
-    for col in [c for c in balance.columns if c != "rows"]:
+    for col in [c for c in balance.columns if c not in ("rows", "rows sampled")]:
         ax2.plot(range(len(balance)), balance[col], marker="o", label=col)
-    ax2.set_ylabel("target share / mean")
+    ax2.set_ylabel("target share / mean" + (" (sample)" if sampled else ""))
     ax2.legend(loc="upper right", fontsize=7)
     ax.set_title(f"Rows and target balance per batch ({spec.target})")
     figures.append(("Target balance over batches", png_base64(fig)))
@@ -66,6 +81,7 @@ def make_eda_report(features: pd.DataFrame, spec: FeatureSpec, quality: pd.DataF
         pivot = col_q.pivot_table(index="column", columns="batch_id", values="missing_share")
         fig, ax = plt.subplots(figsize=(10, 0.25 * len(pivot) + 1.5))
         im = ax.imshow(pivot.to_numpy(), aspect="auto", cmap="Reds", vmin=0, vmax=1)
+        ax.grid(False)  # a heat map's cells are its grid
         ax.set_yticks(range(len(pivot)), pivot.index, fontsize=7)
         ax.set_xticks(range(pivot.shape[1]), pivot.columns, rotation=60, fontsize=7)
         fig.colorbar(im, ax=ax, label="missing share")
@@ -94,16 +110,21 @@ def make_eda_report(features: pd.DataFrame, spec: FeatureSpec, quality: pd.DataF
         fig, axes = _grid(len(categorical))
         for ax, col in zip(axes, categorical, strict=False):
             top = features[col].fillna("(missing)").value_counts().head(12)[::-1]
-            ax.barh(top.index.astype(str), top.to_numpy(), color="#f58518")
-            ax.set_title(f"{col} ({features[col].nunique()} values)", fontsize=8)
+            ax.barh([_short(c) for c in top.index], top.to_numpy(), color="#f58518")
+            ax.set_title(f"{col} ({features[col].nunique()} values" + (" in the sample)" if sampled else ")"),
+                         fontsize=8)
+            ax.set_xlabel("rows" + (" in the sample" if sampled else ""), fontsize=6)
             ax.tick_params(labelsize=6)
-        fig.subplots_adjust(wspace=0.8)  # room for category labels
+        # labels are cut to 22 characters; the left margin and the gaps hold them (a tight bounding
+        # box would cost ~50 ms per axes)
+        fig.subplots_adjust(left=0.1, wspace=0.8)
         figures.append(("Top categories", png_base64(fig, tight=False)))
     corr_cols = numeric + ([spec.target] if pd.api.types.is_numeric_dtype(features[spec.target]) else [])
     if len(corr_cols) >= 2:
         corr = features[corr_cols].astype(float).corr()
         fig, ax = plt.subplots(figsize=(0.4 * len(corr_cols) + 3, 0.4 * len(corr_cols) + 2))
         im = ax.imshow(corr.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+        ax.grid(False)
         ax.set_xticks(range(len(corr_cols)), corr_cols, rotation=90, fontsize=7)
         ax.set_yticks(range(len(corr_cols)), corr_cols, fontsize=7)
         fig.colorbar(im, ax=ax)
@@ -112,7 +133,7 @@ def make_eda_report(features: pd.DataFrame, spec: FeatureSpec, quality: pd.DataF
 
     missing = features[spec.feature_columns].isna().mean().sort_values(ascending=False)
     summary = {
-        "rows": len(features), "batches": int(n_batches),
+        "rows": int(true_rows.sum()), "rows_sampled": len(features), "batches": int(n_batches),
         "time_min": str(features["event_time"].min()), "time_max": str(features["event_time"].max()),
         "features": len(spec.feature_columns),
         "missing_share": float(features[spec.feature_columns].isna().to_numpy().mean()),
