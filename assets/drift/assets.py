@@ -72,7 +72,10 @@ def _markdown(frame: pd.DataFrame) -> str:
 @dg.asset(partitions_def=batches_partitions, group_name=INGEST_GROUP, deps=[features],
           kinds={"deltalake", "scipy"},
           check_specs=[dg.AssetCheckSpec(DRIFT_CHECK, asset="drift", blocking=False,
-                                         description="Fails when the batch drifted from prod's training data.")],
+                                         partitions_def=batches_partitions,  # one verdict per batch
+                                         description="Fails (warning) when the batch drifted from the rows prod "
+                                                     "was trained on; passes, saying 'not tested', for a batch "
+                                                     "below drift.min_current_rows.")],
           description="Each batch against the rows the prod model was trained on (Delta time travel): PSI and "
                       "KS / chi-square per feature, prediction and target drift, prod's metric on the labels; "
                       "the verdict feeds `drift_sensor` (retraining) and the `drift` table.")

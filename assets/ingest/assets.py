@@ -68,8 +68,30 @@ def raw(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.M
     })
 
 
+def quality_check_descriptions(cfg: PipelineConfig) -> dict[str, str]:
+    """What each quality check tests, with the configured threshold (shown in the UI)."""
+    q = cfg.quality
+    return {
+        "missing_within_limits": f"Every column's missing share is at most {q.max_missing_share:.0%} "
+                                 "(quality.max_missing_share; per column: quality.max_missing_share_by_column).",
+        "duplicates_within_limit": f"Duplicate rows are at most {q.max_duplicate_share:.0%} of the batch "
+                                   "(quality.max_duplicate_share; not measured without a duplicate key).",
+        "values_in_range": f"Out-of-range values are at most {q.max_out_of_range_share:.0%} of a column's "
+                           "values, for the columns given a range in quality.ranges.",
+        "unseen_categories_within_limit": f"Categories never seen before are at most "
+                                          f"{q.max_unseen_category_share:.0%} of a column's values "
+                                          "(quality.max_unseen_category_share).",
+        "quality_score_above_min": f"The batch's quality score is at least {q.min_score:.2f} (quality.min_score).",
+    }
+
+
 def _quality_checks(cfg: PipelineConfig) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(name, asset="quality", blocking=name in cfg.quality.blocking_checks)
+    # one evaluation per batch partition: the UI's partition view shows which batches failed
+    described = quality_check_descriptions(cfg)
+    return [dg.AssetCheckSpec(name, asset="quality", blocking=name in cfg.quality.blocking_checks,
+                              partitions_def=batches_partitions,
+                              description=described[name] + (" Blocking: a failure stops cleaning."
+                                                             if name in cfg.quality.blocking_checks else ""))
             for name in QUALITY_CHECKS]
 
 

@@ -76,6 +76,7 @@ def test_the_shifted_batch_drifts_and_its_check_fails(drifted: Pipeline) -> None
     assert set(meta["top_features"][:2]) == {"temp", "city"}
     [check] = [c for c in drifted.result4.get_asset_check_evaluations() if c.asset_key == dg.AssetKey("drift")]
     assert check.check_name == "batch_not_drifted" and check.passed is False
+    assert check.partition == "batch_00004"  # per batch: the UI's partition view names it
     assert check.severity == dg.AssetCheckSeverity.WARN
 
     rows = drifted.lake.read(DRIFT).set_index("feature")

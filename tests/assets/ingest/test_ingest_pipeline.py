@@ -152,6 +152,13 @@ def test_failing_blocking_quality_check_stops_cleaning(tmp_path: Path) -> None:
     checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert checks["quality_score_above_min"] is False
+    # evaluated per batch partition, so the UI's partition view names the batch that failed
+    partitions = {e.asset_check_evaluation_data.partition for e in result.all_events
+                  if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert partitions == {"batch_00001"}
+    specs = {spec.name: spec for spec in pipe.defs.resolve_assets_def("quality").check_specs}
+    assert all(spec.description and spec.partitions_def is not None for spec in specs.values())
+    assert "at least 1.00 (quality.min_score). Blocking" in specs["quality_score_above_min"].description
     assert pipe.lake.exists(QUALITY) and not pipe.lake.exists(CLEANED)  # stopped before cleaning
     # complete as far as it goes: `blocked`, not `ingesting`, and its file archived
     assert pipe.lake.read(BATCHES)["status"].tolist() == ["blocked"]
