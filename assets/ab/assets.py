@@ -124,8 +124,7 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
     # plotted figures to 4 significant digits: more is noise to a reviewer (counts stay whole)
     plotted = {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in s.items()
                if isinstance(v, int | float) and not isinstance(v, bool) and v is not None}
-    registry = lakehouse.registry()
-    models = {variant: {"version": version, "algorithm": registry.get(version)["algorithm"]}
+    models = {variant: {"version": version, "algorithm": _algorithm(lakehouse.registry(), version, context)}
               for variant, version in ((A, experiment.prod_version), (B, experiment.staging_version))}
     return dg.MaterializeResult(metadata={
         "decision": analysis.decision.action, "reason": analysis.decision.reason,
@@ -139,6 +138,15 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
         "summary": dg.MetadataValue.md(review_markdown(analysis, models)),
         **report_links(report),
     }, check_results=_health_checks(analysis, cfg.ab))
+
+
+def _algorithm(registry, version: int, context: dg.AssetExecutionContext) -> str:
+    """The algorithm of a compared version, or a visible note when the registry lacks it."""
+    try:
+        return str(registry.get(version)["algorithm"])
+    except KeyError:
+        context.log.warning("A/B: model version %s of the experiment is not in the registry", version)
+        return "not in the registry"
 
 
 class PromoteConfig(dg.Config):
