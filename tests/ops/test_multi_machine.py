@@ -112,7 +112,10 @@ def test_two_replicas_daemon_postgres_and_object_store_from_batches_to_promotion
     store, url = servers
     root_uri = store.uri("team")
     config = write_config(tmp_path / "cfg", {
-        "training": TRAINING, "ab": {**AB, "sensor_poll_seconds": 1, "mde": 0.5},  # a large effect: one batch of users
+        "training": TRAINING, "ab": {**AB, "sensor_poll_seconds": 1, "mde": 0.5,  # a large effect: one batch of users
+                                       # the models' latency on 2 busy cores is noise here (a CI run
+                                       # rolled back on 2.26 vs 1.43 ms); the guardrail has its own tests
+                                       "latency_p95_ratio": 100.0},
         "drift": {"sensor_poll_seconds": 1, "persistence_batches": 2},
         "dagster": {"instance_storage": "postgres", "inbox_poll_seconds": 1, "event_log_poll_seconds": 1},
         "router": {"shadow_share": 1.0, "reload_poll_seconds": POLL, "event_log": {"segment_max_seconds": 1.0}},
@@ -205,6 +208,8 @@ def test_two_replicas_daemon_postgres_and_object_store_from_batches_to_promotion
 
             # 5. the replicas' logs reach the bucket; the sensors ingest, analyse and promote
             daemon.wait_for(lambda: _succeeded(pipe, PROMOTE_JOB) >= 1, "promote_job from ab_sensor", STAGE_SECONDS)
+            decided = ExperimentStore(pipe.lake).all().iloc[-1]
+            assert decided["decision"] == "promote", decided["reason"]
             assert registry.aliases()["prod"] == staging
             _wait(lambda: all(_serving(r, staging, bodies[0]) for r in replicas),
                   "both replicas serving the new prod", 30, daemon)
