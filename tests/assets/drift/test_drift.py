@@ -110,7 +110,10 @@ def test_reference_is_prods_training_rows_at_its_features_version(drifted: Pipel
     prod = registry.get(registry.aliases()["prod"])
     rows = drifted.lake.read(DRIFT)
     assert set(rows["reference_features_version"].dropna()) == {prod["features_version"]}
-    assert set(rows["n_reference"].dropna()) == {prod["training_rows"]}  # batches 1-2, not 3 or 4
+    predictions = rows["feature"] == DRIFT_PREDICTION_ROW
+    assert set(rows.loc[~predictions, "n_reference"].dropna()) == {prod["training_rows"]}  # batches 1-2, not 3 or 4
+    # prod's predictions are compared out of sample: on its hold-out (batch 3), never its training rows
+    assert set(rows.loc[predictions, "n_reference"]) == {300}
     assert drifted.lake.version(FEATURES) > prod["features_version"]  # newer rows exist but are not used
 
 
