@@ -9,7 +9,7 @@ line). It only assembles: the assets live in ``assets/<domain>/assets.py``, the 
 
 import dagster as dg
 
-from assets.ab.assets import ab_analysis, ab_events
+from assets.ab.assets import ab_analysis, ab_events, prod_model, request_log
 from assets.drift.assets import drift
 from assets.ingest.assets import build_quality_asset, cleaned, eda_report, features, raw
 from assets.jobs import AB_ANALYSIS_JOB, PROMOTE_JOB, build_jobs
@@ -30,8 +30,10 @@ def build_definitions(config_path: str | None = None, data_root: str | None = No
     quality = build_quality_asset(cfg)
     jobs = build_jobs(quality)
     return dg.Definitions(
-        assets=[raw, quality, cleaned, features, drift, eda_report, candidate_models, summary_report, ab_events,
-                ab_analysis],
+        # one lineage: raw -> ... -> features -> candidate_models -> staging_model -> request_log ->
+        # ab_events -> ab_analysis -> prod_model -> drift (docs/architecture.md "Lineage")
+        assets=[raw, quality, cleaned, features, drift, eda_report, candidate_models, summary_report, request_log,
+                ab_events, ab_analysis, prod_model],
         jobs=list(jobs.values()),
         sensors=[build_inbox_sensor(cfg.dagster.inbox_poll_seconds, cfg.dagster.max_runs_per_tick),
                  build_drift_sensor(cfg.drift, lambda: judge_rows(open_lake(cfg, data_paths(data_root)), cfg)),

@@ -11,7 +11,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets.ab.assets import ab_analysis, ab_events, apply_decision
+from assets.ab.assets import ab_analysis, ab_events, prod_model
 from assets.drift.assets import drift
 from assets.ingest.assets import cleaned, eda_report, features, raw
 from assets.partitions import batches_partitions
@@ -33,14 +33,7 @@ def retrain_run_config(mode: str) -> dict[str, Any]:
 def promote_run_config(action: str = "auto", reason: str = "") -> dict[str, Any]:
     """Run config of promote_job: ``auto`` (the running experiment's last decision), ``promote`` or
     ``rollback``, with the reason recorded beside the alias / experiment change."""
-    return {"ops": {"apply_decision": {"config": {"action": action, "reason": reason}}}}
-
-
-@dg.job(name=PROMOTE_JOB, tags={"lakehouse/pipeline": "promote"},
-        description="Apply the A/B decision: promote staging (prod -> staging's version, previous -> old prod, "
-                    "staging cleared, one commit) or roll back (split 0, experiment closed).")
-def promote_job() -> None:
-    apply_decision()
+    return {"ops": {"prod_model": {"config": {"action": action, "reason": reason}}}}
 
 
 def build_jobs(quality: dg.AssetsDefinition) -> dict[str, dg.UnresolvedAssetJobDefinition | dg.JobDefinition]:
@@ -68,5 +61,10 @@ def build_jobs(quality: dg.AssetsDefinition) -> dict[str, dg.UnresolvedAssetJobD
             AB_ANALYSIS_JOB, selection=dg.AssetSelection.assets(ab_events, ab_analysis),
             description="Ingest the request log, then analyse the running experiment and record its decision.",
             tags={"lakehouse/pipeline": "ab_events"}),
-        PROMOTE_JOB: promote_job,
+        PROMOTE_JOB: dg.define_asset_job(
+            PROMOTE_JOB, selection=dg.AssetSelection.assets(prod_model),
+            description="Apply the A/B decision: promote staging (prod -> staging's version, previous -> old "
+                        "prod, staging cleared, one commit; a materialization of prod_model) or roll back "
+                        "(split 0, experiment closed; an observation of staging_model).",
+            tags={"lakehouse/pipeline": "promote"}),
     }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 import pandas as pd
 
@@ -27,10 +25,27 @@ def numbers(values: dict[str, int | float]) -> dict[str, dg.MetadataValue]:
             for k, v in values.items()}
 
 
-def report_links(location: str) -> dict[str, dg.MetadataValue]:
-    """Metadata naming a published report: its location, and a clickable file URL when it is a
-    local file (an object-store URI is not one a browser opens)."""
-    links: dict[str, dg.MetadataValue] = {"report": dg.MetadataValue.path(location)}
-    if "://" not in location:
-        links["report_url"] = dg.MetadataValue.url(Path(location).as_uri())
-    return links
+def report_links(location: str, base_url: str) -> dict[str, dg.MetadataValue]:
+    """Metadata naming a published report: where it is stored, and the link that opens it in a
+    browser: the router's ``/reports/<name>`` at ``base_url`` (``router.base_url()``), which reads it
+    from the same place (a file path or an object-store URI is not something a browser opens from
+    another machine)."""
+    name = location.replace("\\", "/").rsplit("/", 1)[-1]
+    return {"report": dg.MetadataValue.path(location), "report_url": dg.MetadataValue.url(f"{base_url}/reports/{name}")}
+
+
+def model_version_metadata(registry, version: int) -> dict[str, dg.MetadataValue]:
+    """What a registry asset's materialization says about the version it now points to: version,
+    algorithm, variant, the hold-out metrics (4 significant digits), the training data's Delta
+    version and size, and the artifact's digest (the thing the router verifies before serving)."""
+    import json
+
+    row = registry.get(version)
+    holdout = {f"holdout_{k}": float(f"{v:.4g}") for k, v in json.loads(row["holdout_metrics"] or "{}").items()
+               if isinstance(v, int | float)}
+    return {"version": dg.MetadataValue.int(int(version)),
+            "algorithm": dg.MetadataValue.text(str(row["algorithm"])),
+            "variant": dg.MetadataValue.text(str(row["variant"])),
+            **numbers(holdout),
+            **numbers({"features_version": int(row["features_version"]), "training_rows": int(row["training_rows"])}),
+            "sha256": dg.MetadataValue.text(str(row["sha256"]))}

@@ -539,7 +539,23 @@ class RouterConfig(_Strict):
         "/feedback and /feedback_batch require (labels decide promotions: whoever can send them steers the "
         "A/B test); unset: feedback is open to any caller, which the router logs at start and /model_info "
         "states under `feedback_auth`.")
+    reports_token_env: str = Field(
+        default="LAKEHOUSE_REPORTS_TOKEN", description="Environment variable holding the password of "
+        "GET /reports/<name> (HTTP Basic, any user name, or a bearer token): the reports show the data's "
+        "distributions and categories. Unset: the reports are open to whoever reaches the router, as on "
+        "loopback; the router logs that at start.")
+    public_url: str | None = Field(
+        default=None, description="The router's address as people reach it (behind a load balancer, its "
+        "URL): the Dagster metadata links the reports to <public_url>/reports/<name>. Default: "
+        "http://<host>:<port>, with 127.0.0.1 for a wildcard bind.")
     event_log: EventLogConfig = Field(default_factory=EventLogConfig)
+
+    def base_url(self) -> str:
+        """Where people reach the router (no trailing slash)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
 
 class ABConfig(_Strict):

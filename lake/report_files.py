@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 REPORTS = "reports"
 # the reports' file names, one per report asset (eda_report, summary_report, ab_analysis)
 EDA_REPORT, SUMMARY_REPORT, AB_REPORT = "eda_report.html", "summary.html", "ab_report.html"
+# the asset that publishes each report (what to materialize when one is missing)
+REPORT_ASSETS = {EDA_REPORT: "eda_report", SUMMARY_REPORT: "summary_report", AB_REPORT: "ab_analysis"}
 
 
 class ReportFiles:

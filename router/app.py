@@ -19,6 +19,7 @@ from flask import Flask
 from config import PipelineConfig, load_config
 from lake.open import open_registry, open_shared_root
 from lake.paths import data_paths
+from lake.report_files import ReportFiles
 from router import metrics
 from router.event_log import EventLog
 from router.log_shipper import LogShipper
@@ -62,9 +63,14 @@ def create_app(cfg: PipelineConfig | None = None, data_root: str | None = None, 
     shipper = None if shared is None else LogShipper(paths.events, shared, cfg.router.event_log.ship_every_seconds)
     if shipper is not None and poll:
         shipper.start()
+    reports_token = os.environ.get(cfg.router.reports_token_env) or None
+    if reports_token is None:
+        log.warning("the reports under /reports are open to any caller: set %s to require a password",
+                    cfg.router.reports_token_env)
     app.extensions["lakehouse"] = RouterContext(cfg, paths, pool, EventLog(paths.events, cfg.router.event_log),
                                                 os.environ.get(cfg.router.admin_token_env) or None,
-                                                feedback_token, shipper)
+                                                feedback_token, shipper, ReportFiles(paths.reports, shared),
+                                                reports_token)
     app.register_blueprint(bp)
     return app
 

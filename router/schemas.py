@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from lake.report_files import REPORT_ASSETS
+
 JsonScalar = str | int | float | bool
 
 
@@ -125,6 +127,11 @@ ROUTES: list[tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None
     ("get", "/docs", "Interactive documentation (Swagger UI)", None, None, False),
     ("get", "/ui", "A questionnaire for people: one input per field of the prod model, answered by /predict",
      None, None, False),
+    ("get", "/reports", "The published HTML reports, with links (HTTP Basic when a reports token is set)", None,
+     None, False),
+    ("get", "/reports/{name}", f"One published report: {', '.join(REPORT_ASSETS)}", None, None, False),
+    ("get", "/favicon.ico", "No icon (204): a browser's request for one is answered, not logged as a 404", None, None,
+     False),
 ]
 
 
@@ -161,12 +168,14 @@ def openapi_document(title: str, version: str, example_features: dict[str, Any] 
     paths: dict[str, Any] = {}
     for method, path, summary, request, response, admin in ROUTES:
         op: dict[str, Any] = {"summary": summary, "operationId": f"{method}_{path.strip('/').replace('/', '_')}"}
-        content_type = {"/metrics": "text/plain", "/docs": "text/html", "/ui": "text/html"}.get(
-            path, "application/json")
+        content_type = {"/metrics": "text/plain", "/docs": "text/html", "/ui": "text/html", "/reports": "text/html",
+                        "/reports/{name}": "text/html"}.get(path, "application/json")
         schema = {"$ref": f"#/components/schemas/{response.__name__}"} if response else {"type": "object"}
         if content_type != "application/json":
             schema = {"type": "string"}
         op["responses"] = {"200": {"description": "OK", "content": {content_type: {"schema": schema}}}}
+        if path == "/favicon.ico":
+            op["responses"] = {"204": {"description": "No content"}}
         if request is not None:
             body: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{request.__name__}"}}
             if path in examples:
@@ -187,6 +196,16 @@ def openapi_document(title: str, version: str, example_features: dict[str, Any] 
             op["responses"].update({"401": {**error, "description": "A feedback token is configured and none "
                                                                     "was sent"},
                                     "403": {**error, "description": "Wrong feedback token"}})
+        if path.startswith("/reports"):
+            op["security"] = [{}, {"basic": []}, {"bearer": []}]  # open, or the reports token
+            op["responses"].update({"401": {**error, "description": "A reports token is configured and none was "
+                                                                    "sent"},
+                                    "403": {**error, "description": "Wrong reports token"}})
+        if path == "/reports/{name}":
+            op["parameters"] = [{"name": "name", "in": "path", "required": True,
+                                 "schema": {"type": "string", "enum": list(REPORT_ASSETS)}}]
+            op["responses"]["404"] = {**error, "description": "Not a report, or not published yet (`errors` "
+                                                              "names the asset to materialize)"}
         paths.setdefault(path, {})[method] = op
     return {
         "openapi": "3.0.3",  # Swagger UI 4 (the locally served /docs) renders 3.0; see _nullable
@@ -196,7 +215,8 @@ def openapi_document(title: str, version: str, example_features: dict[str, Any] 
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {"schemas": components,
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                           "basic": {"type": "http", "scheme": "basic"}}},
     }
 
 

@@ -26,12 +26,16 @@ from werkzeug.exceptions import HTTPException
 from config import PipelineConfig
 from lake.experiments import ExperimentStore
 from lake.paths import DataPaths
+from lake.report_files import REPORT_ASSETS, ReportFiles
 from lake.request_log import feedback_event
 from router import metrics
 from router.event_log import EventLog
 from router.log_shipper import LogShipper
 from router.model_pool import ModelPool
 from router.plan import json_scalar, label_problem, predict
+from router.reports import REALM as REPORTS_REALM
+from router.reports import index_page as reports_index_page
+from router.reports import presented_secret
 from router.schemas import (
     FeedbackBatchRequest,
     FeedbackRequest,
@@ -65,6 +69,8 @@ class RouterContext:
     admin_token: str | None
     feedback_token: str | None = None
     shipper: LogShipper | None = None  # storage.root_uri set: ships closed segments to the shared root
+    reports: ReportFiles | None = None  # where the jobs publish the HTML reports (router.reports)
+    reports_token: str | None = None  # None: /reports open
 
 
 def _ctx() -> RouterContext:
@@ -350,6 +356,49 @@ def ui():
     classes = [json_scalar(c) for c in class_labels(served.model)] if served.spec.task == "classification" else None
     page = questionnaire_page(f"{ctx.cfg.dataset.name}: ask the model", served.version, served.schema, classes)
     return Response(page, mimetype="text/html")
+
+
+def _require_reports_token(ctx: RouterContext) -> None:
+    """With a reports token: a browser is asked for it (HTTP Basic), a program sends it as a bearer."""
+    if ctx.reports_token is None:
+        return
+    secret = presented_secret(request.headers.get("Authorization", ""))
+    if secret is None:
+        _abort(401, "the reports need the reports token", "Authorization",
+               "expected Basic (the token as password) or 'Bearer <token>'",
+               {"WWW-Authenticate": f'Basic realm="{REPORTS_REALM}", charset="UTF-8"'})
+    if not hmac.compare_digest(secret.encode(), ctx.reports_token.encode()):
+        _abort(403, "wrong reports token", "Authorization", "the token does not match")
+
+
+@bp.get("/reports")
+def reports_index():
+    ctx = _ctx()
+    _require_reports_token(ctx)
+    return Response(reports_index_page(ctx.reports), mimetype="text/html")
+
+
+@bp.get("/reports/<name>")
+def report(name: str):
+    """One published report; 404 naming the known reports, or the asset that publishes a missing one."""
+    ctx = _ctx()
+    _require_reports_token(ctx)
+    if name not in REPORT_ASSETS:
+        return _error(404, "no such report", [Problem("name", f"one of {sorted(REPORT_ASSETS)}")])
+    try:
+        body = ctx.reports.read(name)
+    except FileNotFoundError:
+        return _error(404, f"report {name} is not published yet",
+                      [Problem("name", f"materialize {REPORT_ASSETS[name]} to publish it")])
+    # every run rewrites a report: never a stale copy from a cache
+    return Response(body, mimetype="text/html", headers={"Cache-Control": "no-cache",
+                                                         "X-Content-Type-Options": "nosniff"})
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """No icon: 204, so the browser a person opens /docs, /ui or a report in does not log a 404."""
+    return Response(status=204)
 
 
 @bp.get("/openapi.json")

@@ -4,12 +4,15 @@
 #   postgresql  - initdb/pg_ctl for the Dagster-on-PostgreSQL tests (tests/support/postgres.py)
 #   prometheus  - prometheus and promtool for the alert-rule tests (tests/ops/test_prometheus.py)
 #   prometheus-alertmanager - alertmanager and amtool for the alert-route test (the same module)
+#   chromium, chromium-driver - the headless browser and its WebDriver for the UI test (tests/ops/test_browser.py)
 set -eu
 
 missing=""
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 
 if [ -z "$missing" ]; then
     exit 0

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 import dagster as dg
 
 from assets.ab.analysis import labelled_count
+from assets.ab.assets import REQUEST_LOG
 from assets.jobs import AB_ANALYSIS_JOB, AB_EVENTS_JOB, PROMOTE_JOB, promote_run_config
 from assets.resources import LakehouseResource
 from lake.delta import Lake
@@ -34,9 +35,17 @@ def build_event_log_sensor(poll_seconds: int) -> dg.SensorDefinition:
                                  f"no shipped event-log segments in {shared.uri}/events/inbox")
         # one run per set of segments (a run in progress keeps them until it moves them); the
         # 10-minute bucket lets a failed run be retried even when no new segment arrives
-        key = f"segments:{names[0]}:{names[-1]}:{len(names)}:{int(time.time() // 600)}"
+        waiting = f"{names[0]}:{names[-1]}:{len(names)}"
+        key = f"segments:{waiting}:{int(time.time() // 600)}"
         context.log.info("event log: %d closed segment(s) waiting", len(names))
-        return dg.RunRequest(run_key=key, tags={"lakehouse/trigger": "event_log_sensor"})
+        # the request log is an external asset (the router writes it): an observation records each
+        # new set of waiting segments once (the cursor remembers the last one observed)
+        observed = [] if context.cursor == waiting else [dg.AssetObservation(
+            REQUEST_LOG, description=f"{len(names)} closed segment(s) waiting for ab_events",
+            metadata={"closed_segments": dg.MetadataValue.int(len(names)), "first_segment": names[0],
+                      "last_segment": names[-1]})]
+        run = dg.RunRequest(run_key=key, tags={"lakehouse/trigger": "event_log_sensor"})
+        return dg.SensorResult(run_requests=[run], asset_events=observed, cursor=waiting)
 
     return event_log_sensor
 

@@ -1,6 +1,6 @@
 """Dagster side of the A/B test (thin wrappers): the ``ab_events`` asset (the request log into Delta,
 over :mod:`assets.ab.events`), the ``ab_analysis`` asset (:mod:`assets.ab.analysis`, :mod:`assets.ab.report`)
-and the ``apply_decision`` op of promote_job (:mod:`assets.ab.promotion`). The jobs are built in
+and the ``prod_model`` asset that promote_job materializes (:mod:`assets.ab.promotion`). The jobs are built in
 :mod:`assets.jobs`, the sensors in :mod:`sensors.ab`."""
 
 from typing import Literal
@@ -13,7 +13,7 @@ from assets.ab.events import ingest_event_log, ingest_shipped_event_log
 from assets.ab.promotion import promote, rollback
 from assets.ab.report import write_report
 from assets.ab.review import review_markdown
-from assets.metadata import numbers, report_links
+from assets.metadata import model_version_metadata, numbers, report_links
 from assets.resources import LakehouseResource
 from config.schema import ABConfig
 from lake.experiments import RUNNING, ExperimentStore
@@ -22,6 +22,18 @@ from lake.report_files import AB_REPORT
 from lake.tables import AB_EVENTS, AB_FEEDBACK
 
 UNIQUE_CHECK = "each_request_once"
+REQUEST_LOG, STAGING_MODEL, PROD_MODEL = "request_log", "staging_model", "prod_model"
+
+# The router writes the request log, not Dagster: an external asset, so the lineage shows where
+# ab_events comes from. event_log_sensor records an observation of it for every new closed
+# segment it sees (the UI's "observed" entries), before it starts the ingesting run.
+request_log = dg.AssetSpec(
+    REQUEST_LOG, group_name="ab_test", kinds={"jsonl"}, deps=[STAGING_MODEL],
+    description="The routers' request log: one JSON line per answered request (variant, model version, "
+                "features, prediction) and per late label, in closed segments (on one machine the data "
+                "root's events/ folder; replicas ship theirs to <root>/events/inbox). Written by the router "
+                "before it answers. A is served by prod, B by this staging model (prod_model is not drawn as its "
+                "parent: prod_model depends on the analysis of this log, and the graph has no cycles).")
 
 
 def _unique_check(lake) -> dg.AssetCheckResult:
@@ -33,7 +45,7 @@ def _unique_check(lake) -> dg.AssetCheckResult:
                                metadata={"rows": rows, "duplicated": rows - distinct})
 
 
-@dg.asset(group_name="ab_test", kinds={"deltalake"},
+@dg.asset(group_name="ab_test", kinds={"deltalake"}, deps=[request_log],
           check_specs=[dg.AssetCheckSpec(UNIQUE_CHECK, asset="ab_events", description="Every logged request is in "
                                          "`ab_events` once (request_id unique over the whole table).")],
           description="Predictions and late labels the router logged, from its closed event-log segments, "
@@ -92,7 +104,7 @@ def _health_checks(analysis: Analysis | None, cfg: ABConfig) -> list[dg.AssetChe
     ]
 
 
-@dg.asset(group_name="ab_test", deps=[ab_events], kinds={"scipy", "html"},
+@dg.asset(group_name="ab_test", deps=[ab_events, STAGING_MODEL], kinds={"scipy", "html"},
           check_specs=[dg.AssetCheckSpec(SRM_CHECK, asset="ab_analysis", description="Users per variant match the "
                                          "experiment's split (chi-square); a mismatch blocks any decision."),
                        dg.AssetCheckSpec(LABELS_CHECK, asset="ab_analysis", description="A and B get labels at "
@@ -136,7 +148,7 @@ def ab_analysis(context: dg.AssetExecutionContext, lakehouse: LakehouseResource)
         # the unit the effect is stated in (ab.mde_unit) and its value in loss units
         "minimum_detectable_effect": analysis.effect.describe() if analysis.effect else "n/a",
         "summary": dg.MetadataValue.md(review_markdown(analysis, models)),
-        **report_links(report),
+        **report_links(report, cfg.router.base_url()),
     }, check_results=_health_checks(analysis, cfg.ab))
 
 
@@ -157,27 +169,49 @@ class PromoteConfig(dg.Config):
     reason: str = Field(default="", description="Recorded with the alias / experiment change.")
 
 
-@dg.op(description="Promote staging to prod (one alias commit) or roll the experiment back (split 0).")
-def apply_decision(context: dg.OpExecutionContext, config: PromoteConfig, lakehouse: LakehouseResource) -> str:
+@dg.asset(
+    name=PROD_MODEL, group_name="registry", deps=[ab_analysis], kinds={"deltalake"}, output_required=False,
+    description="The registry's `prod` alias: the model the router serves to A (and to everyone outside an "
+                "experiment). Materialized by promote_job when an experiment's decision promotes staging (one "
+                "alias commit: prod -> staging's version, previous -> old prod), with the experiment and the "
+                "decision's reason; the very first version, registered straight to prod by training, is "
+                "recorded here too. A rollback changes no alias: it is an observation of staging_model. "
+                "Drift is measured against this model: after a promotion the daily drift schedule re-checks "
+                "the batches against it (drift shows as stale until then).")
+def prod_model(context: dg.AssetExecutionContext, config: PromoteConfig, lakehouse: LakehouseResource):
+    """promote_job: apply the decision. Yields a materialization only when prod changed."""
     registry = lakehouse.registry()
     store = ExperimentStore(registry.lake)
     running = store.running()
-    action = config.action
+    action, decided = config.action, None
     if action == "auto":
         if running is None or running.status != RUNNING:
             context.log.info("no running experiment: nothing to apply")
-            return "nothing"
-        decision, _ = store.last_decision(running.experiment_id)
-        action = decision if decision in ("promote", "rollback") else "nothing"
+            return
+        decided, _ = store.last_decision(running.experiment_id)
+        action = decided if decided in ("promote", "rollback") else "nothing"
         if action == "nothing":
-            context.log.info("experiment %s: last decision %r, nothing to apply", running.experiment_id, decision)
-            return action
+            context.log.info("experiment %s: last decision %r, nothing to apply", running.experiment_id, decided)
+            return
     reason = config.reason or f"{action} by promote_job {context.run_id}"
     actor = f"promote_job:{context.run_id}"
+    experiment_id = running.experiment_id if running is not None and running.status == RUNNING else None
+    if experiment_id is not None and decided is None:  # an explicit action (ab_sensor sends the decision's)
+        decided = store.last_decision(experiment_id)[0]
     if action == "promote":
+        before = registry.aliases()
         aliases = promote(registry, actor=actor, reason=reason)
         context.log.info("promoted: aliases now %s", aliases)
+        yield dg.MaterializeResult(metadata={
+            **model_version_metadata(registry, aliases["prod"]),
+            "previous_version": dg.MetadataValue.int(before["prod"]) if "prod" in before else "none",
+            "experiment_id": experiment_id or "none (explicit promotion)",
+            "decided_by": f"ab_analysis decision of experiment {experiment_id}" if decided == "promote"
+            else f"explicit promote_job action, against the analysis ({decided or 'none'}): {reason}",
+            "reason": reason})
     else:
         experiment_id = rollback(registry, actor=actor, reason=reason)
         context.log.info("rolled back experiment %s", experiment_id)
-    return action
+        context.log_event(dg.AssetObservation(STAGING_MODEL, description="experiment rolled back: B gets no "
+                                              "traffic", metadata={"experiment_id": experiment_id,
+                                                                   "action": "rollback", "reason": reason}))

@@ -69,7 +69,7 @@ def _markdown(frame: pd.DataFrame) -> str:
     return shown.astype(object).where(shown.notna(), "").to_markdown(index=False)
 
 
-@dg.asset(partitions_def=batches_partitions, group_name=INGEST_GROUP, deps=[features],
+@dg.asset(partitions_def=batches_partitions, group_name=INGEST_GROUP, deps=[features, "prod_model"],
           kinds={"deltalake", "scipy"},
           check_specs=[dg.AssetCheckSpec(DRIFT_CHECK, asset="drift", blocking=False,
                                          partitions_def=batches_partitions,  # one verdict per batch

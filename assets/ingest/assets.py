@@ -187,7 +187,7 @@ def eda_report(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) 
     location = reports.publish(EDA_REPORT)
     context.log.info("EDA report written to %s", location)
     return dg.MaterializeResult(metadata={
-        **report_links(location),
+        **report_links(location, cfg.router.base_url()),
         **numbers({"rows": summary["rows"], "rows_sampled": summary["rows_sampled"], "batches": summary["batches"],
                    "missing_share": summary["missing_share"], "plots": summary["plots"]}),
         "time_range": f"{summary['time_min']} .. {summary['time_max']}",

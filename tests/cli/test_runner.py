@@ -50,7 +50,7 @@ def test_a_failed_run_is_a_result_with_the_steps_error_not_an_exception(exported
 
     done = runner.apply(data_paths(exported), "rollback", "test")
     assert done.job == PROMOTE_JOB and not done.success
-    assert done.failure.startswith("apply_decision: LookupError: nothing to roll back: no running experiment")
+    assert done.failure.startswith("prod_model: LookupError: nothing to roll back: no running experiment")
     assert done.as_result("x") == runner.BatchResult("x", False, done.failure)
 
 

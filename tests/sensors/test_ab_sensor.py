@@ -65,7 +65,7 @@ def test_the_cursor_follows_table_versions_and_counts_labelled_requests(tmp_path
     requests, cursor, _ = plan_ab_requests(lake, cursor, 100, auto_promote=True)
     [promote] = requests
     assert promote.job_name == PROMOTE_JOB and promote.run_key == f"{experiment.experiment_id}:promote"
-    assert promote.run_config["ops"]["apply_decision"]["config"]["action"] == "promote"
+    assert promote.run_config["ops"]["prod_model"]["config"]["action"] == "promote"
     again, cursor, _ = plan_ab_requests(lake, cursor, 100, auto_promote=True)
     assert again == []  # a decision is sent to promote_job once
 

@@ -39,8 +39,16 @@ def test_event_log_sensor_and_ab_events_asset(tmp_path: Path) -> None:
                 "time": "2026-01-01T00:01:00+00:00", "worker": "test"})
     log.close()
     with dg.build_sensor_context(instance=pipe.instance, resources={"lakehouse": resource}) as ctx:
-        request = sensor(ctx)
-    assert isinstance(request, dg.RunRequest) and request.run_key.startswith("segments:")
+        tick = sensor(ctx)
+    [request] = tick.run_requests
+    assert request.run_key.startswith("segments:")
+    # the request log (an external asset) is observed once per new set of waiting segments
+    [observed] = tick.asset_events
+    assert observed.asset_key == dg.AssetKey("request_log") and observed.metadata["closed_segments"].value >= 3
+    with dg.build_sensor_context(instance=pipe.instance, cursor=tick.cursor,
+                                 resources={"lakehouse": resource}) as ctx:
+        again = sensor(ctx)
+    assert again.asset_events == [] and [r.run_key for r in again.run_requests] == [request.run_key]
 
     result = defs.resolve_job_def("ab_events_job").execute_in_process(instance=pipe.instance)
     assert result.success
@@ -81,8 +89,8 @@ def test_with_a_shared_root_the_sensor_and_the_asset_read_what_the_replicas_ship
     shipped = seal_and_ship(replica_spool, files)
     assert len(shipped.shipped) >= 3 and not list(replica_spool.glob("*.jsonl"))
     with dg.build_sensor_context(instance=pipe.instance, resources={"lakehouse": resource}) as ctx:
-        request = sensor(ctx)
-    assert isinstance(request, dg.RunRequest) and request.run_key.startswith(f"segments:{shipped.shipped[0]}:")
+        [request] = sensor(ctx).run_requests
+    assert request.run_key.startswith(f"segments:{shipped.shipped[0]}:")
 
     result = defs.resolve_job_def("ab_events_job").execute_in_process(instance=pipe.instance)
     [mat] = result.asset_materializations_for_node("ab_events")

@@ -133,6 +133,20 @@ def test_the_loop_promotes_a_better_staging(tmp_path: Path) -> None:
     promote_run = pipe.defs.resolve_job_def("promote_job").execute_in_process(
         instance=pipe.instance, run_config=jobs["promote_job"].run_config)
     assert promote_run.success
+    # the lineage's end: the promotion is a materialization of prod_model naming the experiment,
+    # after the first version's (registered straight to prod by training); staging_model holds
+    # the second training run's challenger
+    [promoted] = promote_run.asset_materializations_for_node("prod_model")
+    shown = {k: getattr(v, "value", v) for k, v in promoted.metadata.items()}
+    assert (shown["version"], shown["previous_version"], shown["experiment_id"]) == (
+        before["staging"], 1, look["experiment_id"])
+    assert shown["decided_by"] == f"ab_analysis decision of experiment {look['experiment_id']}" \
+        and shown["algorithm"] == algorithms[before["staging"]]
+    history = pipe.instance.fetch_materializations(dg.AssetKey("prod_model"), limit=10).records
+    assert [r.asset_materialization.metadata["version"].value for r in history] == [before["staging"], 1]
+    assert history[1].asset_materialization.metadata["decided_by"].value == "no prod before (first version)"
+    staging = pipe.instance.get_latest_materialization_event(dg.AssetKey("staging_model"))
+    assert staging.asset_materialization.metadata["version"].value == before["staging"]
 
     after = registry.aliases()
     assert after == {"prod": before["staging"], "previous": 1, "fallback": before["fallback"]}
