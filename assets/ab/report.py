@@ -72,11 +72,21 @@ def _effect_text(analysis: Analysis) -> str:
     return text + (f"; {e.undefined}" if e.undefined else "")
 
 
+LOSS_NAMES = {"accuracy": "loss (error rate = 1 - accuracy)", "log_loss": "loss (log loss)",
+              "mae": "loss (absolute error)"}
+
+
 def write_report(analysis: Analysis, events: pd.DataFrame, out: Path) -> Path:
     """Write the self-contained HTML report (plots inlined) and return its path."""
     d = analysis.decision
     s = analysis.summary()
     figures = pd.DataFrame({v: f.__dict__ for v, f in analysis.variants.items()}).T
+    # the variants' `metric` is the mean per-request loss the test compares (lower is better); the
+    # chart plots accuracy itself, so the table names its column and shows accuracy beside it
+    loss_column = LOSS_NAMES.get(analysis.metric, f"loss ({analysis.metric})")
+    figures = figures.rename(columns={"metric": loss_column})
+    if analysis.metric == "accuracy":
+        figures.insert(figures.columns.get_loc(loss_column), "accuracy", 1 - figures[loss_column].astype(float))
     blocks = [f"<h1>A/B experiment {html.escape(analysis.experiment.experiment_id)}</h1>",
               f"<p>A = prod v{analysis.experiment.prod_version}, B = staging v{analysis.experiment.staging_version}, "
               f"split {analysis.experiment.ab_split_b:.0%} to B; metric: {analysis.metric} "

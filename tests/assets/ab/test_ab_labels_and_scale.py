@@ -207,6 +207,9 @@ def test_the_report_and_summary_state_the_effects_unit(tmp_path) -> None:
     text = write_report(analysis, events, tmp_path / "ab.html").read_text()
     assert f"10% of A&#x27;s mean loss ({0.10 * error_a:.4g} in loss units)" in text
     assert f"non-inferiority margin 5% of A&#x27;s mean loss ({0.05 * error_a:.4g} in loss units)" in text
+    # the table names the loss it shows and gives accuracy beside it, as the chart plots it
+    assert "<th>loss (error rate = 1 - accuracy)</th>" in text and "<th>accuracy</th>" in text
+    assert f"<td>{1 - error_a:.4g}</td>" in text and f"<td>{error_a:.4g}</td>" in text
 
 
 def test_paired_evidence_scales_the_effect_by_as_loss_and_sizes_by_the_differences() -> None:
