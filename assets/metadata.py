@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import pandas as pd
 
@@ -38,8 +40,6 @@ def model_version_metadata(registry, version: int) -> dict[str, dg.MetadataValue
     """What a registry asset's materialization says about the version it now points to: version,
     algorithm, variant, the hold-out metrics (4 significant digits), the training data's Delta
     version and size, and the artifact's digest (the thing the router verifies before serving)."""
-    import json
-
     row = registry.get(version)
     holdout = {f"holdout_{k}": float(f"{v:.4g}") for k, v in json.loads(row["holdout_metrics"] or "{}").items()
                if isinstance(v, int | float)}

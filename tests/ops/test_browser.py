@@ -16,7 +16,6 @@ import contextlib
 import itertools
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,25 +31,15 @@ from lake.paths import PROJECT_ROOT
 from router.server import RouterProcess, free_port
 from tests.assets.ab.test_ab_loop import AB, TRAINING, concept_shift_source, play_latest_batch
 from tests.conftest import write_config
-from tests.support.daemon import home_instance, install_instance_config
+from tests.support.daemon import home_instance, install_instance_config, stop_process_group
 from tests.support.pipeline import Pipeline
+from tests.support.polling import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 LINEAGE = ["raw", "quality", "cleaned", "features", "candidate_models", "staging_model", "request_log", "ab_events",
            "ab_analysis", "prod_model", "drift"]
-
-
-def _wait(done: Callable[[], object], what: str, seconds: float, log: Callable[[], str]) -> object:
-    """Poll ``done()`` every second until it returns something truthy, for at most ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = done()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"{what} not within {seconds}s:\n{log()}")
 
 
 @contextlib.contextmanager
@@ -70,13 +59,7 @@ def dagster_dev(pipe: Pipeline, port: int) -> Iterator[tuple[str, Callable[[], s
     try:
         yield f"http://127.0.0.1:{port}", tail
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_process_group(proc)  # the webserver, the daemon and the runs it launched
 
 
 def graphql(url: str, query: str, variables: dict | None = None) -> dict:
@@ -120,9 +103,10 @@ def _metadata_url(url: str, asset: str) -> str:
     return next(e["url"] for e in mat["metadataEntries"] if e["label"] == "report_url")
 
 
-@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
-                    reason="chromium / chromedriver missing: scripts/system-packages.sh installs them")
 def test_the_story_in_a_browser(tmp_path: Path) -> None:
+    # never skipped: `make test` installs both (scripts/system-packages.sh)
+    assert CHROMIUM and CHROMEDRIVER, "chromium / chromedriver missing: `make test` installs the Debian " \
+        "packages chromium and chromium-driver (scripts/system-packages.sh)"
     shots = Path(os.environ.get("LAKEHOUSE_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     router_port, ui_port = free_port(), free_port()
@@ -148,15 +132,15 @@ def test_the_story_in_a_browser(tmp_path: Path) -> None:
     router = RouterProcess(cfg_path, pipe.paths.root, router_port, tmp_path / "router.log").start()
     try:
         with dagster_dev(pipe, ui_port) as (ui, dev_log):
-            _wait(lambda: _up(ui), "dagster dev's webserver", 180, dev_log)
+            until("dagster dev's webserver", lambda: _up(ui), 180, interval=1, log=dev_log)
             _check_lineage(ui)
             # a sixth batch in the inbox (the toy source has five: batch 5's rows again, as an upstream
             # re-sending them under a new name would): inbox_sensor's turn
             files = pipe.batch_files()
             last = files.list(ARCHIVE)[-1]
             files.put(files.local_copy(last), f"batch_00006{Path(last.name).suffix}")
-            run = _wait(lambda: _sensor_run(ui, "inbox_sensor"), "an ingest run launched by inbox_sensor", 300,
-                        dev_log)
+            run = until("an ingest run launched by inbox_sensor", lambda: _sensor_run(ui, "inbox_sensor"), 300,
+                        interval=1, log=dev_log)
             assert run["jobName"] == "ingest_job" and run["tags"]["dagster/run_key"].startswith("batch_00006")
             _check_ticks(ui)
             with chromium() as driver:

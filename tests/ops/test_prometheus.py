@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -23,6 +22,7 @@ import yaml
 from lake.experiments import ExperimentStore
 from lake.paths import PROJECT_ROOT
 from tests.router.test_router import ROW
+from tests.support.polling import until
 from tests.support.router_server import RouterServer, config_with_router, free_port
 
 OPS = PROJECT_ROOT / "ops" / "prometheus"
@@ -57,16 +57,6 @@ def test_rules_and_scrape_configuration_are_valid() -> None:
 def test_each_alert_fires_on_its_series_and_not_on_healthy_ones() -> None:
     result = _promtool("test", "rules", "alerts_test.yml")
     assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
-
-
-def _until(what: str, probe, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not after {timeout:.0f}s")
 
 
 class _Webhook(BaseHTTPRequestHandler):
@@ -148,7 +138,7 @@ def test_real_prometheus_and_alertmanager_scrape_evaluate_and_route_a_breach(two
                 up = {t["labels"]["job"] for t in active if t["health"] == "up"}
                 return up if up == set(targets) else None
 
-            _until("the router and the exporter scraped", targets_up)
+            until("the router and the exporter scraped", targets_up)
 
             def query(expr: str) -> list[dict]:
                 return session.get(f"{api}/query", params={"query": expr}, timeout=5).json()["data"]["result"]
@@ -157,7 +147,7 @@ def test_real_prometheus_and_alertmanager_scrape_evaluate_and_route_a_breach(two
                 result = query("sum(router_requests_total)")
                 return result if result and float(result[0]["value"][1]) >= 40 else None
 
-            assert float(_until("router_requests_total in Prometheus", requests_seen)[0]["value"][1]) >= 40
+            assert float(until("router_requests_total in Prometheus", requests_seen)[0]["value"][1]) >= 40
             # the lake's figures as the exporter reads them: the instance's aliases, its running experiment
             aliases = {r["metric"]["alias"]: float(r["value"][1]) for r in query("lakehouse_model_alias_version")}
             assert aliases == {"prod": 1.0, "staging": 3.0, "fallback": 4.0}
@@ -169,7 +159,7 @@ def test_real_prometheus_and_alertmanager_scrape_evaluate_and_route_a_breach(two
                 return rules if len(rules) == RULES and all(r.get("lastEvaluation", "").startswith("20")
                                                             for r in rules) else None
 
-            rules = _until("every rule evaluated", rules_evaluated)
+            rules = until("every rule evaluated", rules_evaluated)
             assert {r["health"] for r in rules} == {"ok"}, [(r["name"], r.get("lastError")) for r in rules]
             # every query of the Grafana dashboard runs on these series (its variables set to the jobs)
             dashboard = json.loads(DASHBOARD.read_text())
@@ -185,12 +175,12 @@ def test_real_prometheus_and_alertmanager_scrape_evaluate_and_route_a_breach(two
                 assert {a["status"] for group in answers.values() for a in group} == {"success"}, answers
                 return answers if all(a["data"]["result"] for t in with_data for a in answers[t]) else None
 
-            _until("every dashboard query answered, the key panels with data", dashboard_answers)
+            until("every dashboard query answered, the key panels with data", dashboard_answers)
             # a healthy system raises nothing
             assert session.get(f"{api}/alerts", timeout=5).json()["data"]["alerts"] == []
 
             # the A/B analysis rolls B back for its fallback share: one look appended to the lake
-            _until("the breach counter at 0 in Prometheus",
+            until("the breach counter at 0 in Prometheus",
                    lambda: query('lakehouse_ab_guardrail_breaches_total{guardrail="fallback_share"} == 0'))
             store = ExperimentStore(pipe.lake)
             store.log_decision(store.running(), action="rollback", reason="guardrail: B's fallback share 9.0% "
@@ -200,7 +190,7 @@ def test_real_prometheus_and_alertmanager_scrape_evaluate_and_route_a_breach(two
                 return [a for body in _Webhook.received for a in body["alerts"]
                         if a["labels"]["alertname"] == "LakehouseABGuardrailBreach" and a["status"] == "firing"]
 
-            [alert] = _until("the breach delivered to the webhook", delivered)
+            [alert] = until("the breach delivered to the webhook", delivered)
             assert alert["labels"] == {"alertname": "LakehouseABGuardrailBreach", "job": "lakehouse-lake",
                                        "guardrail": "fallback_share", "severity": "page"}
             assert alert["annotations"]["summary"].startswith("lakehouse-lake: A/B guardrail fallback_share")

@@ -29,7 +29,7 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process_group(proc: subprocess.Popen) -> None:
     """Stop the daemon and everything in its process group: the runs it launched and the code
     server it started, which may outlive it (one was found still running an hour after its test)."""
     if proc.poll() is None:
@@ -104,7 +104,7 @@ def running_daemon(pipe: Pipeline, *, instance_config: dict | None = None) -> It
     try:
         yield Daemon(proc, log_path)
     finally:
-        _stop(proc)
+        stop_process_group(proc)
 
 
 def run_daemon_until(pipe: Pipeline, done: Callable[[], bool], what: str, wait_seconds: float,
